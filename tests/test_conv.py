@@ -1,0 +1,287 @@
+"""conv2d, im2col, col2im: against loops written the slow obvious way."""
+import numpy as np
+import pytest
+
+import minidl as md
+from minidl.functions import col2im, conv2d, im2col
+from minidl.functions import conv as conv_module
+
+
+# ----------------------------------------------------------------------------
+# References, written the slow obvious way
+# ----------------------------------------------------------------------------
+def conv_loops(x, W, b=None, stride=1, pad=0, groups=1):
+    N, C, H, Wd = x.shape
+    C_out, Cg, KH, KW = W.shape
+    OH = (H + 2 * pad - KH) // stride + 1
+    OW = (Wd + 2 * pad - KW) // stride + 1
+    Og = C_out // groups
+    y = np.zeros((N, C_out, OH, OW))
+    for n in range(N):
+        for o in range(C_out):
+            g = o // Og
+            for oh in range(OH):
+                for ow in range(OW):
+                    total = 0.0 if b is None else b[o]
+                    for c in range(Cg):
+                        for kh in range(KH):
+                            for kw in range(KW):
+                                h = oh * stride + kh - pad
+                                w = ow * stride + kw - pad
+                                if 0 <= h < H and 0 <= w < Wd:
+                                    total += W[o, c, kh, kw] * x[n, g * Cg + c, h, w]
+                    y[n, o, oh, ow] = total
+    return y
+
+
+def im2col_loops(x, KH, KW, stride, pad):
+    N, C, H, Wd = x.shape
+    OH = (H + 2 * pad - KH) // stride + 1
+    OW = (Wd + 2 * pad - KW) // stride + 1
+    cols = np.zeros((N, C * KH * KW, OH * OW))
+    for n in range(N):
+        for c in range(C):
+            for kh in range(KH):
+                for kw in range(KW):
+                    for oh in range(OH):
+                        for ow in range(OW):
+                            h, w = oh * stride + kh - pad, ow * stride + kw - pad
+                            if 0 <= h < H and 0 <= w < Wd:
+                                cols[n, (c * KH + kh) * KW + kw, oh * OW + ow] = x[n, c, h, w]
+    return cols
+
+
+# (N, C, H, W, C_out, KH, KW, stride, pad, groups): awkward on purpose
+SHAPES = [
+    (1, 3, 7, 7, 5, 3, 3, 1, 0, 1),     # batch 1
+    (2, 2, 5, 8, 3, 3, 2, 1, 1, 1),     # non-square image and kernel, padding
+    (2, 3, 9, 7, 4, 3, 3, 2, 1, 1),     # stride 2, padding
+    (3, 4, 6, 5, 6, 3, 3, 1, 1, 2),     # groups=2
+    (2, 6, 5, 5, 9, 2, 2, 1, 0, 3),     # groups=3, C_out=9
+    (2, 3, 4, 5, 7, 1, 1, 1, 0, 1),     # 1x1 kernel, C_out=7
+    (1, 4, 11, 11, 6, 5, 5, 3, 2, 2),   # big kernel, stride 3, groups 2, leftover rows
+    (2, 3, 6, 6, 5, 6, 6, 1, 0, 1),     # kernel == image: OH = OW = 1
+]
+
+
+def _ids(shapes):
+    return ["N{}C{}H{}W{}O{}k{}x{}s{}p{}g{}".format(*s) for s in shapes]
+
+
+def _random(shape_row, seed=0, bias=True):
+    N, C, H, Wd, C_out, KH, KW, s, p, G = shape_row
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, Wd))
+    W = rng.standard_normal((C_out, C // G, KH, KW))
+    b = rng.standard_normal(C_out) if bias else None
+    return x, W, b
+
+
+# ----------------------------------------------------------------------------
+# Forward
+# ----------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", SHAPES, ids=_ids(SHAPES))
+def test_forward_matches_loops(shape):
+    x, W, b = _random(shape)
+    s, p, G = shape[7:]
+    y = conv2d(md.Tensor(x), md.Tensor(W), md.Tensor(b), stride=s, pad=p, groups=G)
+    ref = conv_loops(x, W, b, s, p, G)
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y.data, ref, rtol=1e-10, atol=1e-10)
+    y0 = conv2d(md.Tensor(x), md.Tensor(W), stride=s, pad=p, groups=G)  # no bias
+    np.testing.assert_allclose(y0.data, conv_loops(x, W, None, s, p, G), rtol=1e-10, atol=1e-10)
+
+
+def test_forward_in_several_chunks(monkeypatch):
+    """A chunk smaller than the batch (and not dividing it) changes nothing."""
+    shape = (5, 4, 6, 7, 6, 3, 3, 1, 1, 2)
+    x, W, b = _random(shape, seed=3)
+    ref = conv_loops(x, W, b, 1, 1, 2)
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)   # one image per chunk
+    y1 = conv2d(md.Tensor(x), md.Tensor(W), md.Tensor(b), pad=1, groups=2)
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2 * 36 * 42 * 8)  # 2 images per chunk
+    y2 = conv2d(md.Tensor(x), md.Tensor(W), md.Tensor(b), pad=1, groups=2)
+    np.testing.assert_allclose(y1.data, ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(y2.data, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_float32_matches_float64():
+    shape = (2, 6, 9, 8, 10, 3, 3, 2, 1, 2)
+    x, W, b = _random(shape, seed=1)
+    y64 = conv2d(md.Tensor(x), md.Tensor(W), md.Tensor(b), stride=2, pad=1, groups=2)
+    t32 = [md.Tensor(a.astype(np.float32), requires_grad=True) for a in (x, W, b)]
+    y32 = conv2d(*t32, stride=2, pad=1, groups=2)
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32.data, y64.data, rtol=1e-4, atol=1e-4)
+    g = np.random.default_rng(2).standard_normal(y32.shape)
+    t64 = [md.Tensor(a, requires_grad=True) for a in (x, W, b)]
+    conv2d(*t64, stride=2, pad=1, groups=2).backward(g)
+    y32.backward(g.astype(np.float32))
+    for a32, a64 in zip(t32, t64):
+        assert a32.grad.dtype == np.float32
+        np.testing.assert_allclose(a32.grad, a64.grad, rtol=1e-4, atol=1e-3)
+
+
+def test_workspaces_do_not_leak_between_calls():
+    """Two calls with the same shapes return distinct arrays with their own values."""
+    shape = (2, 3, 6, 6, 4, 3, 3, 1, 1, 1)
+    x1, W, b = _random(shape, seed=4)
+    x2 = x1 + 1.0
+    y1 = conv2d(md.Tensor(x1), md.Tensor(W), md.Tensor(b), pad=1)
+    y2 = conv2d(md.Tensor(x2), md.Tensor(W), md.Tensor(b), pad=1)
+    np.testing.assert_allclose(y1.data, conv_loops(x1, W, b, 1, 1), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(y2.data, conv_loops(x2, W, b, 1, 1), rtol=1e-10, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------
+# im2col / col2im
+# ----------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", SHAPES, ids=_ids(SHAPES))
+def test_im2col_matches_loops(shape):
+    x, W, _ = _random(shape)
+    KH, KW, s, p = W.shape[2], W.shape[3], shape[7], shape[8]
+    np.testing.assert_array_equal(im2col(x, KH, KW, s, p), im2col_loops(x, KH, KW, s, p))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=_ids(SHAPES))
+def test_col2im_is_the_adjoint_of_im2col(shape):
+    x, W, _ = _random(shape)
+    KH, KW, s, p = W.shape[2], W.shape[3], shape[7], shape[8]
+    cols = im2col(x, KH, KW, s, p)
+    c = np.random.default_rng(5).standard_normal(cols.shape)
+    back = col2im(c, x.shape, KH, KW, s, p)
+    assert back.shape == x.shape
+    np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, back), rtol=1e-12)
+    # and not trivially: col2im of all ones counts how many windows read each pixel
+    counts = col2im(np.ones_like(cols), x.shape, KH, KW, s, p)
+    assert counts.max() > 1 or (KH == KW == 1) or cols.shape[2] == 1
+
+
+# ----------------------------------------------------------------------------
+# Gradients
+# ----------------------------------------------------------------------------
+GRAD_SHAPES = [
+    (1, 2, 5, 4, 3, 3, 3, 1, 1, 1),     # batch 1, non-square, padding
+    (2, 2, 7, 5, 3, 3, 2, 2, 1, 1),     # stride 2, non-square kernel
+    (2, 4, 5, 5, 6, 3, 3, 1, 1, 2),     # groups=2
+    (2, 3, 4, 3, 5, 1, 1, 1, 0, 1),     # 1x1
+    (1, 4, 7, 7, 2, 4, 4, 3, 2, 2),     # stride 3, pad 2, leftover rows
+]
+
+
+@pytest.mark.parametrize("shape", GRAD_SHAPES, ids=_ids(GRAD_SHAPES))
+def test_gradcheck(shape):
+    x, W, b = _random(shape, seed=7)
+    s, p, G = shape[7:]
+    err = md.gradcheck(lambda x, W, b: conv2d(x, W, b, stride=s, pad=p, groups=G), x, W, b,
+                       tol=1e-6)
+    assert err < 1e-6
+    err = md.gradcheck(lambda x, W: conv2d(x, W, stride=s, pad=p, groups=G), x, W, tol=1e-6)
+    assert err < 1e-6
+
+
+def test_backward_matches_loops_through_transposed_reference():
+    """dx, dW, db against the loop reference's own adjoint, built numerically-free:
+    <conv(x), g> is linear in x and in W, so the gradients are fixed by it."""
+    shape = (2, 4, 6, 5, 6, 3, 3, 2, 1, 2)
+    x, W, b = _random(shape, seed=8)
+    g = np.random.default_rng(9).standard_normal(conv_loops(x, W, b, 2, 1, 2).shape)
+    t = [md.Tensor(a, requires_grad=True) for a in (x, W, b)]
+    conv2d(*t, stride=2, pad=1, groups=2).backward(g)
+    # dW[o, c, kh, kw] = <conv(x, E_ockhkw), g>; db[o] = sum of g[:, o]
+    dW = np.zeros_like(W)
+    for idx in np.ndindex(W.shape):
+        E = np.zeros_like(W)
+        E[idx] = 1
+        dW[idx] = np.sum(conv_loops(x, E, None, 2, 1, 2) * g)
+    np.testing.assert_allclose(t[1].grad, dW, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(t[2].grad, g.sum(axis=(0, 2, 3)), rtol=1e-10, atol=1e-10)
+
+
+def test_no_grad_for_the_image():
+    """conv1 never needs the image's gradient: x gets none, W and b do."""
+    x, W, b = _random((2, 3, 6, 6, 4, 3, 3, 1, 1, 1), seed=10)
+    tx = md.Tensor(x)
+    tW, tb = md.Tensor(W, requires_grad=True), md.Tensor(b, requires_grad=True)
+    y = conv2d(tx, tW, tb, pad=1)
+    y.backward(np.ones(y.shape))
+    assert tx.grad is None
+    assert tW.grad is not None and tW.grad.shape == W.shape
+    assert tb.grad is not None and np.allclose(tb.grad, np.prod(y.shape) / y.shape[1])
+
+
+def test_backward_skips_the_work_nobody_asked_for():
+    x, W, b = _random((2, 3, 6, 6, 4, 3, 3, 1, 1, 1), seed=11)
+    f = conv_module.Convolution(1, 1, 1)
+    tx, tW, tb = md.Tensor(x), md.Tensor(W, requires_grad=True), md.Tensor(b)
+    y = f(tx, tW, tb)
+    assert f.needs_input_grad == (False, True, False)
+    dx, dW, db = f.backward(np.ones(y.shape))
+    assert dx is None and db is None and dW.shape == W.shape
+    f = conv_module.Convolution(1, 1, 1)
+    y = f(md.Tensor(x, requires_grad=True), md.Tensor(W), md.Tensor(b))
+    dx, dW, db = f.backward(np.ones(y.shape))
+    assert dW is None and db is None and dx.shape == x.shape
+
+
+# ----------------------------------------------------------------------------
+# Bad input
+# ----------------------------------------------------------------------------
+def _err(x, W, b=None, **kw):
+    args = [md.Tensor(x), md.Tensor(W)] + ([md.Tensor(b)] if b is not None else [])
+    with pytest.raises(ValueError) as e:
+        conv2d(*args, **kw)
+    msg = str(e.value)
+    assert msg.startswith("conv2d:") and "expected" in msg and "found" in msg, msg
+    return msg
+
+
+def test_error_wrong_rank():
+    msg = _err(np.zeros((3, 8, 8)), np.zeros((4, 3, 3, 3)))
+    assert "rank 4" in msg and "(3, 8, 8)" in msg
+    msg = _err(np.zeros((1, 3, 8, 8)), np.zeros((4, 27)))
+    assert "W of rank 4" in msg and "(4, 27)" in msg
+
+
+def test_error_channel_mismatch():
+    msg = _err(np.zeros((1, 3, 8, 8)), np.zeros((4, 2, 3, 3)))
+    assert "W.shape[1]=2" in msg and "C=3" in msg
+    msg = _err(np.zeros((1, 4, 8, 8)), np.zeros((4, 4, 3, 3)), groups=2)  # should be 2 per group
+    assert "(4, 2, 3, 3)" in msg and "W.shape[1]=4" in msg
+
+
+def test_error_integer_arrays():
+    msg = _err(np.zeros((1, 3, 8, 8), dtype=np.uint8), np.zeros((4, 3, 3, 3)))
+    assert "floating-point x" in msg and "uint8" in msg
+    msg = _err(np.zeros((1, 3, 8, 8)), np.zeros((4, 3, 3, 3), dtype=np.int64))
+    assert "floating-point W" in msg and "int64" in msg
+
+
+def test_error_mixed_dtypes():
+    msg = _err(np.zeros((1, 3, 8, 8), np.float32), np.zeros((4, 3, 3, 3)))
+    assert "float32" in msg and "float64" in msg
+
+
+def test_error_kernel_larger_than_padded_input():
+    msg = _err(np.zeros((1, 3, 5, 9)), np.zeros((4, 3, 7, 3)), pad=0)
+    assert "7x3" in msg and "5x9" in msg
+    _err(np.zeros((1, 3, 5, 5)), np.zeros((4, 3, 8, 8)), pad=1)
+    conv2d(md.Tensor(np.zeros((1, 3, 5, 5))), md.Tensor(np.zeros((4, 3, 7, 7))), pad=1)  # fits
+
+
+def test_error_groups_do_not_divide():
+    msg = _err(np.zeros((1, 3, 8, 8)), np.zeros((4, 1, 3, 3)), groups=2)
+    assert "C=3" in msg and "groups=2" in msg
+    msg = _err(np.zeros((1, 4, 8, 8)), np.zeros((5, 2, 3, 3)), groups=2)
+    assert "C_out=5" in msg and "groups=2" in msg
+
+
+def test_error_bias_shape():
+    msg = _err(np.zeros((1, 3, 8, 8)), np.zeros((4, 3, 3, 3)), np.zeros((3,)))
+    assert "(4,)" in msg and "(3,)" in msg
+    _err(np.zeros((1, 3, 8, 8)), np.zeros((4, 3, 3, 3)), np.zeros((4, 1)))
+
+
+def test_error_bad_hyperparameters():
+    for kw in ({"stride": 0}, {"pad": -1}, {"groups": 0}, {"stride": 1.5}):
+        _err(np.zeros((1, 3, 8, 8)), np.zeros((4, 3, 3, 3)), **kw)
