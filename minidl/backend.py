@@ -160,7 +160,10 @@ def get_device(device) -> Device:
 
 
 def is_cupy_array(x) -> bool:
-    return _cupy is not None and isinstance(x, _cupy.ndarray)
+    if _cupy is None:  # cupy not imported yet: an array of it can only come from the user
+        if not type(x).__module__.startswith("cupy") or _import_cupy() is None:
+            return False
+    return isinstance(x, _cupy.ndarray)
 
 
 def array_module(x):

@@ -1,0 +1,139 @@
+"""Stochastic gradient descent exactly as Section 5 writes it, and the
+learning-rate schedule the paper used.
+
+    v <- 0.9 v - 0.0005 * eps * w - eps * <dL/dw>_batch
+    w <- w + v
+
+Note where weight decay sits: it is multiplied by the learning rate eps
+inside the velocity, like the gradient (so dividing eps by 10 also weakens
+decay), and momentum is applied to the velocity, not to the gradient.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import to_numpy
+
+
+class SGD:
+    """SGD with momentum and weight decay, Section 5.
+
+    Args:
+        params: the Parameters to update (their ``.grad`` holds <dL/dw>_batch).
+        lr: eps, the learning rate (0.01 in the paper).
+        momentum: 0.9 in the paper.
+        weight_decay: 0.0005 in the paper.
+    """
+
+    def __init__(self, params, lr=0.01, momentum=0.9, weight_decay=0.0005):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("SGD: expected at least one parameter, found none")
+        if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0:
+            raise ValueError(f"SGD: expected lr > 0, 0 <= momentum < 1, weight_decay >= 0; "
+                             f"found lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.velocity = [p.device.xp.zeros_like(p.data) for p in self.params]
+
+    def step(self):
+        """One update of every parameter that has a gradient."""
+        m, lr, wd = self.momentum, self.lr, self.weight_decay
+        for p, v in zip(self.params, self.velocity):
+            if p.grad is None:
+                continue
+            with p.device:
+                v *= m                       # 0.9 v
+                v -= (wd * lr) * p.data      # - 0.0005 eps w
+                v -= lr * p.grad             # - eps <dL/dw>
+                p.data += v                  # w <- w + v
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    def state_dict(self) -> dict:
+        return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
+                "velocity": [to_numpy(v).copy() for v in self.velocity]}
+
+    def load_state_dict(self, state):
+        velocity = state["velocity"]
+        if len(velocity) != len(self.params):
+            raise ValueError(f"SGD.load_state_dict: the state holds {len(velocity)} velocities, "
+                             f"this optimizer has {len(self.params)} parameters")
+        for i, (p, v) in enumerate(zip(self.params, velocity)):
+            if tuple(v.shape) != tuple(p.shape):
+                raise ValueError(f"SGD.load_state_dict: velocity {i} has shape {tuple(v.shape)}, "
+                                 f"its parameter {p.shape}")
+        self.velocity = [p.device.put(np.asarray(v), dtype=p.dtype)
+                         for p, v in zip(self.params, velocity)]
+        self.lr, self.momentum = float(state["lr"]), float(state["momentum"])
+        self.weight_decay = float(state["weight_decay"])
+
+
+class ReduceOnPlateau:
+    """Divide the learning rate by `factor` when validation error stops improving.
+
+    Section 5: "The heuristic which we followed was to divide the learning
+    rate by 10 when the validation error rate stopped improving with the
+    current learning rate. ... reduced three times prior to termination."
+
+    ``step(error)`` is called once per epoch. The error "improved" if it is
+    below the best seen so far by more than `threshold` (absolute). After
+    `patience` epochs without improvement the rate is divided, at most
+    `max_reductions` times; the wait starts afresh after each division.
+    """
+
+    def __init__(self, optimizer, factor=10.0, patience=3, threshold=1e-3, max_reductions=3):
+        self.optimizer, self.factor, self.patience = optimizer, factor, patience
+        self.threshold, self.max_reductions = threshold, max_reductions
+        self.best, self.bad_epochs, self.reductions = float("inf"), 0, 0
+
+    def step(self, error) -> bool:
+        """Record this epoch's validation error; True if the rate was divided."""
+        if error < self.best - self.threshold:
+            self.best, self.bad_epochs = float(error), 0
+            return False
+        self.bad_epochs += 1
+        if self.bad_epochs >= self.patience and self.reductions < self.max_reductions:
+            self.optimizer.lr /= self.factor
+            self.reductions += 1
+            self.bad_epochs = 0
+            self.best = float(error)
+            return True
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        """True once the rate has been divided `max_reductions` times."""
+        return self.reductions >= self.max_reductions
+
+    def state_dict(self):
+        return {"best": self.best, "bad_epochs": self.bad_epochs, "reductions": self.reductions,
+                "factor": self.factor, "patience": self.patience,
+                "threshold": self.threshold, "max_reductions": self.max_reductions}
+
+    def load_state_dict(self, state):
+        for key in ("best", "bad_epochs", "reductions", "factor", "patience", "threshold",
+                    "max_reductions"):
+            setattr(self, key, state[key])
+
+
+class StepSchedule:
+    """Divide the rate by `factor` at fixed epochs (the 2012 run: 23, 51, 78)."""
+
+    def __init__(self, optimizer, milestones, factor=10.0):
+        self.optimizer, self.milestones, self.factor = optimizer, sorted(milestones), factor
+        self.base_lr = optimizer.lr
+
+    def lr_at(self, epoch):
+        return self.base_lr / self.factor ** sum(epoch >= m for m in self.milestones)
+
+    def set_epoch(self, epoch):
+        self.optimizer.lr = self.lr_at(epoch)
+
+    def state_dict(self):
+        return {"milestones": list(self.milestones), "factor": self.factor, "base_lr": self.base_lr}
+
+    def load_state_dict(self, state):
+        self.milestones, self.factor = list(state["milestones"]), state["factor"]
+        self.base_lr = state["base_lr"]
