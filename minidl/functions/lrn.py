@@ -1,5 +1,136 @@
-"""PLACEHOLDER: local response normalization (being written)."""
+"""Local response normalization across channels, Section 3.3.
+
+    b[i] = a[i] / (k + alpha * sum_{j=max(0, i-n/2)}^{min(C-1, i+n/2)} a[j]^2) ** beta
+
+at every (batch, row, column), with a[i] the ReLU output of channel i, C the
+channel count, n/2 = n // 2 (n odd). The paper: k=2, n=5, alpha=1e-4,
+beta=0.75, after the ReLU of conv1 and conv2.
+
+Other conventions (alpha here is NOT divided by n):
+
+    framework                                   same layer as ours with
+    cuda-convnet 2012 (`rnorm` / `cmrnorm`)     alpha = their alpha / n  (their k is 2 too)
+    Caffe LRN (ACROSS_CHANNELS)                 alpha = their alpha / n, k = their k (default 1!)
+    PyTorch nn.LocalResponseNorm(size, alpha,   n = size, alpha = their alpha / size,
+        beta, k)                                    k = their k (default 1)
+    Chainer local_response_normalization        the same numbers (no division)
+    TensorFlow tf.nn.local_response_normalization(depth_radius, bias, alpha, beta)
+                                                n = 2*depth_radius + 1, k = bias, alpha = alpha
+
+so `torch.nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2)` is the
+paper's layer, and ours with alpha=1e-4.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..autograd import Function
+from ..backend import array_module
+
+
+def channel_window_sum(v, r, out):
+    """out[:, i] = sum of v[:, j] for j in [i - r, i + r] clipped to [0, C-1].
+
+    Args:
+        v: (N, C, H, W) array.
+        r: the half-window n // 2.
+        out: (N, C, H, W) array to write into (not `v`).
+    """
+    out[...] = v
+    for d in range(1, r + 1):
+        out[:, d:] += v[:, :-d]     # j = i - d
+        out[:, :-d] += v[:, d:]     # j = i + d
+    return out
+
+
+def _neg_power(s, beta, xp):
+    """s ** -beta, with cheap paths for the usual exponents (s > 0)."""
+    if beta == 0.75:                  # the paper's: s^-3/4 = 1 / (sqrt(s) * sqrt(sqrt(s)))
+        q = xp.sqrt(s)
+        out = xp.sqrt(q)
+        out *= q
+        return xp.reciprocal(out, out=out)
+    if beta == 0.5:
+        out = xp.sqrt(s)
+        return xp.reciprocal(out, out=out)
+    return xp.power(s, -beta)
+
+
+class LocalResponseNorm(Function):
+    """b = a * s^-beta with s = k + alpha * (window sum of a^2 over channels).
+
+    Backward, with window(i) = [i - n/2, i + n/2] and s_i the denominator base
+    of channel i (both at one (batch, row, column)):
+
+        db_i/da_j = [i == j] s_i^-beta - beta a_i s_i^(-beta-1) * 2 alpha a_j [j in window(i)]
+        da_j = sum_i g_i db_i/da_j
+             = g_j s_j^-beta - 2 alpha beta a_j sum_{i: j in window(i)} g_i a_i s_i^(-beta-1)
+
+    The window is symmetric (j in window(i) <=> i in window(j)), so the last
+    sum is the same channel-window sum as in forward, of t = g * b / s
+    (= g a s^(-beta-1)). Keeps a, b, s and s^-beta for backward.
+    """
+
+    def __init__(self, n=5, k=2.0, alpha=1e-4, beta=0.75):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0 or n % 2 == 0:
+            raise ValueError(f"local_response_norm: expected the window n to be a positive odd "
+                             f"int (the window is centred: i-n//2 .. i+n//2), found n={n!r}; "
+                             "the paper uses n=5")
+        for what, v, ok, need in (("k", k, k > 0 if isinstance(k, numbers.Real) else False, "> 0"),
+                                  ("alpha", alpha, alpha >= 0 if isinstance(alpha, numbers.Real)
+                                   else False, ">= 0"),
+                                  ("beta", beta, isinstance(beta, numbers.Real), "a number")):
+            if isinstance(v, bool) or not ok:
+                raise ValueError(f"local_response_norm: expected {what} {need}, found "
+                                 f"{what}={v!r}; the paper uses k=2, alpha=1e-4, beta=0.75")
+        self.n, self.k, self.alpha, self.beta = int(n), float(k), float(alpha), float(beta)
+
+    def forward(self, a):
+        xp = array_module(a)
+        if a.ndim != 4:
+            raise ValueError(f"local_response_norm: expected x of shape (N, C, H, W), found "
+                             f"shape {tuple(a.shape)} ({a.ndim} axes); add the missing axes, "
+                             "e.g. x.reshape(1, C, H, W) for one image")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise ValueError(f"local_response_norm: expected a floating-point array, found "
+                             f"dtype {a.dtype}; convert first, e.g. x.astype('float32')")
+        sq = a * a                                            # (N, C, H, W)
+        s = channel_window_sum(sq, self.n // 2, out=xp.empty_like(a))
+        del sq
+        s *= self.alpha
+        s += self.k                                           # s = k + alpha * sum a^2
+        scale = _neg_power(s, self.beta, xp)                  # s^-beta
+        b = a * scale
+        if self.needs_input_grad[0]:
+            self.a, self.b, self.s, self.scale = a, b, s, scale
+        return b
+
+    def backward(self, g):
+        xp = array_module(g)
+        t = g * self.b
+        t /= self.s                                           # t_i = g_i a_i s_i^(-beta-1)
+        u = channel_window_sum(t, self.n // 2, out=xp.empty_like(t))
+        del t
+        u *= self.a
+        u *= -2.0 * self.alpha * self.beta                    # -2 alpha beta a_j sum_i t_i
+        da = g * self.scale                                   # g_j s_j^-beta
+        da += u
+        return da
 
 
 def local_response_norm(x, n=5, k=2.0, alpha=1e-4, beta=0.75):
-    raise NotImplementedError
+    """Local response normalization across channels (Section 3.3):
+
+        b[i] = a[i] / (k + alpha * sum_{j=max(0,i-n/2)}^{min(C-1,i+n/2)} a[j]^2) ** beta
+
+    Args:
+        x: (N, C, H, W) Tensor; any C (windows are clipped at the first and last channel).
+        n: the (odd) number of adjacent channels in a window.
+        k, alpha, beta: as in the formula; alpha is NOT divided by n (see the
+            module docstring for PyTorch, Caffe, cuda-convnet and TensorFlow).
+    Returns:
+        (N, C, H, W) Tensor.
+    """
+    return LocalResponseNorm(n, k, alpha, beta)(x)

@@ -1,0 +1,95 @@
+"""Local response normalization (Section 3.3) against the paper's formula, literally."""
+import numpy as np
+import pytest
+
+import minidl as md
+from minidl.functions import local_response_norm
+from minidl.functions.lrn import LocalResponseNorm
+
+
+def lrn_loops(a, n, k, alpha, beta):
+    """b[i] = a[i] / (k + alpha * sum_{j=max(0,i-n/2)}^{min(N-1,i+n/2)} a[j]^2)^beta."""
+    N = a.shape[1]                        # the paper's N: the number of kernels (channels)
+    b = np.empty_like(a)
+    for i in range(N):
+        total = np.zeros_like(a[:, 0])
+        for j in range(max(0, i - n // 2), min(N - 1, i + n // 2) + 1):
+            total += a[:, j] ** 2
+        b[:, i] = a[:, i] / (k + alpha * total) ** beta
+    return b
+
+
+PAPER = dict(k=2.0, alpha=1e-4, beta=0.75)
+LOUD = dict(k=1.0, alpha=1.0, beta=0.75)   # every neighbour matters: window mistakes show
+
+
+@pytest.mark.parametrize("params", [PAPER, LOUD, dict(k=1.5, alpha=0.3, beta=0.6)],
+                         ids=["paper", "alpha1k1", "other-beta"])
+@pytest.mark.parametrize("C,n", [(3, 5), (7, 5), (7, 3), (96, 5), (13, 7), (4, 1), (2, 9)])
+def test_forward_matches_the_formula(C, n, params):
+    rng = np.random.default_rng(C * 10 + n)
+    a = rng.standard_normal((2, C, 3, 4)) * (10 if params is PAPER else 1)
+    b = local_response_norm(md.Tensor(a), n=n, **params).data
+    np.testing.assert_allclose(b, lrn_loops(a, n, **params), rtol=1e-12, atol=1e-14)
+
+
+def test_a_wrong_window_would_fail():
+    """The alpha=1, k=1 check is sharp: a window one channel too wide differs clearly."""
+    a = np.random.default_rng(0).standard_normal((1, 7, 2, 2))
+    ours = local_response_norm(md.Tensor(a), n=5, **LOUD).data
+    assert np.abs(ours - lrn_loops(a, 7, **LOUD)).max() > 1e-2
+
+
+def test_matches_torch_with_alpha_scaled_by_n():
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(1).standard_normal((2, 11, 5, 6)) * 3
+    for n, k, alpha in ((5, 2.0, 1e-4), (5, 1.0, 1.0), (3, 1.0, 0.5)):
+        ours = local_response_norm(md.Tensor(a), n=n, k=k, alpha=alpha, beta=0.75).data
+        theirs = torch.nn.functional.local_response_norm(
+            torch.from_numpy(a), size=n, alpha=alpha * n, beta=0.75, k=k).numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape,n,params", [
+    ((2, 3, 2, 3), 5, LOUD),       # fewer channels than the window
+    ((1, 7, 3, 2), 5, LOUD),       # C not a multiple of n
+    ((1, 7, 2, 2), 3, PAPER),
+    ((2, 6, 1, 3), 5, dict(k=1.0, alpha=0.5, beta=0.6)),   # general power path
+    ((1, 4, 2, 2), 1, dict(k=1.0, alpha=1.0, beta=0.5)),   # n = 1, the sqrt path
+])
+def test_gradcheck(shape, n, params):
+    a = np.random.default_rng(2).standard_normal(shape)
+    assert md.gradcheck(lambda t: local_response_norm(t, n=n, **params), a, tol=1e-6) < 1e-6
+
+
+def test_float32_close_to_float64():
+    a = np.abs(np.random.default_rng(3).standard_normal((2, 10, 5, 5))) * 5
+    g = np.random.default_rng(4).standard_normal(a.shape)
+    results = []
+    for dtype in (np.float32, np.float64):
+        t = md.Tensor(a.astype(dtype), requires_grad=True)
+        y = local_response_norm(t, n=5, **LOUD)
+        y.backward(g.astype(dtype))
+        assert y.dtype == dtype and t.grad.dtype == dtype
+        results.append((y.data, t.grad))
+    for x32, x64 in zip(*results):
+        np.testing.assert_allclose(x32, x64, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match=r"local_response_norm.*odd.*n=4"):
+        local_response_norm(md.Tensor(np.zeros((1, 8, 2, 2))), n=4)
+    with pytest.raises(ValueError, match=r"local_response_norm.*\(N, C, H, W\).*\(8, 2, 2\)"):
+        local_response_norm(md.Tensor(np.zeros((8, 2, 2))))
+    with pytest.raises(ValueError, match=r"local_response_norm.*floating.*int32.*astype"):
+        local_response_norm(md.Tensor(np.zeros((1, 8, 2, 2), np.int32)))
+    with pytest.raises(ValueError, match=r"local_response_norm.*k > 0.*k=0"):
+        local_response_norm(md.Tensor(np.zeros((1, 8, 2, 2))), k=0)
+    with pytest.raises(ValueError, match=r"local_response_norm.*alpha >= 0"):
+        local_response_norm(md.Tensor(np.zeros((1, 8, 2, 2))), alpha=-1.0)
+
+
+def test_backward_keeps_nothing_without_grad():
+    fn = LocalResponseNorm()
+    fn(md.Tensor(np.ones((1, 6, 2, 2))))
+    assert not hasattr(fn, "s")
