@@ -98,7 +98,6 @@ class ReduceOnPlateau:
             self.optimizer.lr /= self.factor
             self.reductions += 1
             self.bad_epochs = 0
-            self.best = float(error)
             return True
         return False
 

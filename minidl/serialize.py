@@ -30,6 +30,9 @@ def _split(obj, prefix, arrays):
     if isinstance(obj, np.ndarray) or is_cupy_array(obj):
         key = prefix or "array"
         arrays[key] = to_numpy(obj)
+        if arrays[key].dtype.hasobject:
+            raise TypeError(f"serialize.save: the array at '{key}' holds Python objects; "
+                            "only numeric arrays can be stored (no pickle)")
         return {"__array__": key}
     if isinstance(obj, dict):
         out = {}
