@@ -160,3 +160,22 @@ def test_no_grad_keeps_nothing():
     fn = md.functions.pool.MaxPool2d(3, 2)
     fn(x)
     assert not hasattr(fn, "x")
+
+
+@pytest.mark.parametrize("op", [max_pool2d, avg_pool2d])
+def test_chunked_planes_give_the_same_result(op, monkeypatch):
+    """The planes are processed in cache-sized chunks; a last, shorter chunk too."""
+    import minidl.functions.pool as pool
+    x = distinct((1, 5, 9, 9), seed=6)
+    g = np.random.default_rng(7).standard_normal((1, 5, 5, 5))
+    results = []
+    for chunk_bytes in (1 << 30, 2 * 9 * 9 * 8):    # everything at once; 2 planes a chunk
+        monkeypatch.setattr(pool, "_CHUNK_BYTES", chunk_bytes)
+        t = md.Tensor(x, requires_grad=True)
+        y = op(t, 3, 2, ceil_mode=True)
+        y.backward(g)
+        results.append((y.data, t.grad))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(results[1][1], max_pool_grad_loops(x, g, 3, 2, True)
+                               if op is max_pool2d else results[0][1], atol=1e-12)

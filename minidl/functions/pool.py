@@ -27,6 +27,11 @@ an offset's slice is shorter by one row/column where the last windows are
 clipped; it then covers only the top-left block y[:, :, :oh, :ow].
 
 This is ~5x faster in NumPy than building the windows and taking argmax.
+
+Speed: the K*K passes read x K*K times, so the (N*C) image planes are
+processed in chunks of about 512 KB that stay in the CPU's L2 cache through
+all the passes (2-3x faster than whole-array passes on this machine). On a
+GPU one chunk holds everything.
 """
 from __future__ import annotations
 
@@ -71,19 +76,31 @@ def _check_input(name, x, kernel):
                          "pool an earlier, larger feature map")
 
 
-def _offsets(H, W, OH, OW, K, S):
-    """For each kernel offset (di, dj): the output block (oh, ow) it reaches and
-    the index of the input slice it reads, x[idx] of shape (N, C, oh, ow).
+_CHUNK_BYTES = 512 * 1024   # input planes per step (NumPy): x, y, masks stay in L2
 
-    oh = OH except in ceil mode, where the last window may stop short of di.
+
+def _offsets(H, W, OH, OW, K, S):
+    """For each kernel offset (di, dj), in scan order: the output block (oh, ow)
+    it reaches and the rows, cols of the input it reads there: for planes
+    x3 (P, H, W), x3[:, rows, cols] is (P, oh, ow).
+
+    oh = OH except in ceil mode, where the last window may stop short of row di.
     """
+    out = []
     for di in range(K):
         oh = min(OH, (H - 1 - di) // S + 1)   # windows whose row di is inside x
         for dj in range(K):
             ow = min(OW, (W - 1 - dj) // S + 1)
-            idx = (slice(None), slice(None),
-                   slice(di, di + S * (oh - 1) + 1, S), slice(dj, dj + S * (ow - 1) + 1, S))
-            yield oh, ow, idx
+            out.append((oh, ow, slice(di, di + S * (oh - 1) + 1, S),
+                        slice(dj, dj + S * (ow - 1) + 1, S)))
+    return out
+
+
+def _chunks(x3):
+    """Slices of the plane axis of x3 (P, H, W), each about _CHUNK_BYTES."""
+    P = x3.shape[0]
+    step = max(1, _CHUNK_BYTES // max(1, x3[0].nbytes)) if array_module(x3) is np else P
+    return step, [slice(i, min(i + step, P)) for i in range(0, P, step)]
 
 
 class _Pool2d(Function):
@@ -115,35 +132,45 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         xp = array_module(x)
         H, W, OH, OW = self._sizes(x)
-        y = xp.empty(x.shape[:2] + (OH, OW), dtype=x.dtype)  # (N, C, OH, OW)
-        offsets = _offsets(H, W, OH, OW, self.kernel, self.stride)
-        _, _, idx = next(offsets)          # offset (0, 0) reaches every window
-        y[...] = x[idx]
-        for oh, ow, idx in offsets:
-            block = y[:, :, :oh, :ow]
-            xp.maximum(block, x[idx], out=block)
+        N, C = x.shape[:2]
+        x3 = x.reshape(N * C, H, W)                        # image planes
+        y3 = xp.empty((N * C, OH, OW), dtype=x.dtype)
+        (_, _, rows, cols), *rest = _offsets(H, W, OH, OW, self.kernel, self.stride)
+        for c in _chunks(x3)[1]:
+            xc, yc = x3[c], y3[c]
+            yc[...] = xc[:, rows, cols]                    # offset (0, 0): in every window
+            for oh, ow, rows_k, cols_k in rest:
+                block = yc[:, :oh, :ow]
+                xp.maximum(block, xc[:, rows_k, cols_k], out=block)
         if self.needs_input_grad[0]:
-            self.x, self.y = x, y
-        return y
+            self.x3, self.y3 = x3, y3
+        return y3.reshape(N, C, OH, OW)
 
     def backward(self, g):
         xp = array_module(g)
-        x, y = self.x, self.y
-        H, W, OH, OW = self._sizes(x)
-        dx = xp.zeros_like(x)
-        left = g.copy()                     # the gradient no element has taken yet
-        hit = xp.empty(g.shape, dtype=bool)
-        part = xp.empty_like(g)
-        offsets = list(_offsets(H, W, OH, OW, self.kernel, self.stride))
-        for k, (oh, ow, idx) in enumerate(offsets):
-            block = (slice(None), slice(None), slice(0, oh), slice(0, ow))
-            h, p, lft = hit[block], part[block], left[block]
-            xp.equal(x[idx], y[block], out=h)   # this offset holds its window's max
-            xp.multiply(lft, h, out=p)          # ... and takes g if nobody did before
-            dx[idx] += p
-            if k + 1 < len(offsets):
-                lft -= p                        # exactly 0 where taken: ties get g once
-        return dx
+        x3, y3 = self.x3, self.y3
+        (H, W), (OH, OW) = x3.shape[1:], y3.shape[1:]
+        offsets = _offsets(H, W, OH, OW, self.kernel, self.stride)
+        g3 = g.reshape(y3.shape)
+        dx3 = xp.empty_like(x3)
+        step, chunks = _chunks(x3)
+        left_all = xp.empty((step, OH, OW), dtype=g.dtype)   # reused by every chunk
+        part_all = xp.empty_like(left_all)
+        hit_all = xp.empty(left_all.shape, dtype=bool)
+        for c in chunks:
+            xc, yc, dxc = x3[c], y3[c], dx3[c]
+            n = xc.shape[0]
+            left, part, hit = left_all[:n], part_all[:n], hit_all[:n]
+            left[...] = g3[c]                       # the gradient no element has taken yet
+            dxc.fill(0)
+            for k, (oh, ow, rows, cols) in enumerate(offsets):
+                h, p, lft = hit[:, :oh, :ow], part[:, :oh, :ow], left[:, :oh, :ow]
+                xp.equal(xc[:, rows, cols], yc[:, :oh, :ow], out=h)  # holds its window's max
+                xp.multiply(lft, h, out=p)          # ... and takes g if nobody did before
+                dxc[:, rows, cols] += p
+                if k + 1 < len(offsets):
+                    lft -= p                        # exactly 0 where taken: ties get g once
+        return dx3.reshape(g.shape[:2] + (H, W))
 
 
 class AvgPool2d(_Pool2d):
@@ -154,43 +181,46 @@ class AvgPool2d(_Pool2d):
     """
     name = "avg_pool2d"
 
-    def _counts(self, xp, H, W, OH, OW, dtype):
-        """Elements inside each window: K*K, or an (OH, OW) array when clipped."""
+    def _inverse_counts(self, xp, H, W, OH, OW, dtype):
+        """1 / (elements inside each window): a float, or (OH, OW) when clipped."""
         K, S = self.kernel, self.stride
         rows = np.minimum(np.arange(OH) * S + K, H) - np.arange(OH) * S   # (OH,)
         cols = np.minimum(np.arange(OW) * S + K, W) - np.arange(OW) * S   # (OW,)
         if rows.min() == K and cols.min() == K:
-            return K * K
-        return xp.asarray(np.outer(rows, cols), dtype=dtype)             # (OH, OW)
+            return 1.0 / (K * K)
+        return xp.asarray(1.0 / np.outer(rows, cols), dtype=dtype)       # (OH, OW)
 
     def forward(self, x):
         xp = array_module(x)
         H, W, OH, OW = self._sizes(x)
-        y = xp.empty(x.shape[:2] + (OH, OW), dtype=x.dtype)  # (N, C, OH, OW)
-        offsets = _offsets(H, W, OH, OW, self.kernel, self.stride)
-        _, _, idx = next(offsets)
-        y[...] = x[idx]
-        for oh, ow, idx in offsets:
-            y[:, :, :oh, :ow] += x[idx]
-        count = self._counts(xp, H, W, OH, OW, x.dtype)
-        if isinstance(count, int):
-            y *= 1.0 / count
-        else:
-            y /= count
+        N, C = x.shape[:2]
+        x3 = x.reshape(N * C, H, W)
+        y3 = xp.empty((N * C, OH, OW), dtype=x.dtype)
+        (_, _, rows, cols), *rest = _offsets(H, W, OH, OW, self.kernel, self.stride)
+        inv = self._inverse_counts(xp, H, W, OH, OW, x.dtype)
+        for c in _chunks(x3)[1]:
+            xc, yc = x3[c], y3[c]
+            yc[...] = xc[:, rows, cols]
+            for oh, ow, rows_k, cols_k in rest:
+                yc[:, :oh, :ow] += xc[:, rows_k, cols_k]
+            yc *= inv
         if self.needs_input_grad[0]:
             self.x_shape, self.x_dtype = x.shape, x.dtype
-        return y
+        return y3.reshape(N, C, OH, OW)
 
     def backward(self, g):
         xp = array_module(g)
-        H, W = self.x_shape[2:]
+        N, C, H, W = self.x_shape
         OH, OW = g.shape[2:]
-        count = self._counts(xp, H, W, OH, OW, g.dtype)
-        share = g * (1.0 / count) if isinstance(count, int) else g / count  # (N, C, OH, OW)
-        dx = xp.zeros(self.x_shape, dtype=self.x_dtype)
-        for oh, ow, idx in _offsets(H, W, OH, OW, self.kernel, self.stride):
-            dx[idx] += share[:, :, :oh, :ow]
-        return dx
+        offsets = _offsets(H, W, OH, OW, self.kernel, self.stride)
+        share3 = (g * self._inverse_counts(xp, H, W, OH, OW, g.dtype)).reshape(N * C, OH, OW)
+        dx3 = xp.empty((N * C, H, W), dtype=self.x_dtype)
+        for c in _chunks(dx3)[1]:
+            dxc, sc = dx3[c], share3[c]
+            dxc.fill(0)
+            for oh, ow, rows, cols in offsets:
+                dxc[:, rows, cols] += sc[:, :oh, :ow]
+        return dx3.reshape(self.x_shape)
 
 
 def max_pool2d(x, kernel=3, stride=2, ceil_mode=False):
