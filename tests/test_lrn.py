@@ -93,3 +93,20 @@ def test_backward_keeps_nothing_without_grad():
     fn = LocalResponseNorm()
     fn(md.Tensor(np.ones((1, 6, 2, 2))))
     assert not hasattr(fn, "s")
+
+
+def test_chunked_batch_gives_the_same_result(monkeypatch):
+    """Images go through in cache-sized chunks; a last, shorter chunk too."""
+    import minidl.functions.lrn as lrn
+    a = np.random.default_rng(5).standard_normal((5, 7, 3, 3))
+    g = np.random.default_rng(6).standard_normal(a.shape)
+    results = []
+    for chunk_bytes in (1 << 30, 2 * 7 * 3 * 3 * 8):    # everything at once; 2 images a chunk
+        monkeypatch.setattr(lrn, "_CHUNK_BYTES", chunk_bytes)
+        t = md.Tensor(a, requires_grad=True)
+        y = local_response_norm(t, n=5, **LOUD)
+        y.backward(g)
+        results.append((y.data, t.grad))
+    for x1, x2 in zip(*results):
+        np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_allclose(results[1][0], lrn_loops(a, 5, **LOUD), rtol=1e-12)

@@ -45,17 +45,27 @@ def channel_window_sum(v, r, out):
     return out
 
 
-def _neg_power(s, beta, xp):
-    """s ** -beta, with cheap paths for the usual exponents (s > 0)."""
+def _neg_power(s, beta, xp, out, tmp):
+    """out = s ** -beta (s > 0), with cheap paths for the usual exponents; tmp: scratch."""
     if beta == 0.75:                  # the paper's: s^-3/4 = 1 / (sqrt(s) * sqrt(sqrt(s)))
-        q = xp.sqrt(s)
-        out = xp.sqrt(q)
-        out *= q
+        xp.sqrt(s, out=tmp)
+        xp.sqrt(tmp, out=out)
+        out *= tmp
         return xp.reciprocal(out, out=out)
     if beta == 0.5:
-        out = xp.sqrt(s)
+        xp.sqrt(s, out=out)
         return xp.reciprocal(out, out=out)
-    return xp.power(s, -beta)
+    return xp.power(s, -beta, out=out)
+
+
+_CHUNK_BYTES = 256 * 1024   # images per step (NumPy): a chunk's arrays stay in L2
+
+
+def _chunks(a):
+    """Slices of the batch axis, each about _CHUNK_BYTES of `a` (everything on a GPU)."""
+    N = a.shape[0]
+    step = max(1, _CHUNK_BYTES // max(1, a[0].nbytes)) if array_module(a) is np else N
+    return step, [slice(i, min(i + step, N)) for i in range(0, N, step)]
 
 
 class LocalResponseNorm(Function):
@@ -96,27 +106,39 @@ class LocalResponseNorm(Function):
         if not np.issubdtype(a.dtype, np.floating):
             raise ValueError(f"local_response_norm: expected a floating-point array, found "
                              f"dtype {a.dtype}; convert first, e.g. x.astype('float32')")
-        sq = a * a                                            # (N, C, H, W)
-        s = channel_window_sum(sq, self.n // 2, out=xp.empty_like(a))
-        del sq
-        s *= self.alpha
-        s += self.k                                           # s = k + alpha * sum a^2
-        scale = _neg_power(s, self.beta, xp)                  # s^-beta
-        b = a * scale
+        r = self.n // 2
+        s, scale, b = xp.empty_like(a), xp.empty_like(a), xp.empty_like(a)
+        step, chunks = _chunks(a)
+        work = xp.empty((step,) + a.shape[1:], dtype=a.dtype)   # scratch, reused
+        for c in chunks:             # a few images at a time: they stay in cache
+            sq = work[:a[c].shape[0]]
+            xp.multiply(a[c], a[c], out=sq)                   # a^2
+            sc = channel_window_sum(sq, r, out=s[c])
+            sc *= self.alpha
+            sc += self.k                                      # s = k + alpha * sum a^2
+            _neg_power(sc, self.beta, xp, out=scale[c], tmp=sq)   # s^-beta
+            xp.multiply(a[c], scale[c], out=b[c])
         if self.needs_input_grad[0]:
             self.a, self.b, self.s, self.scale = a, b, s, scale
         return b
 
     def backward(self, g):
         xp = array_module(g)
-        t = g * self.b
-        t /= self.s                                           # t_i = g_i a_i s_i^(-beta-1)
-        u = channel_window_sum(t, self.n // 2, out=xp.empty_like(t))
-        del t
-        u *= self.a
-        u *= -2.0 * self.alpha * self.beta                    # -2 alpha beta a_j sum_i t_i
-        da = g * self.scale                                   # g_j s_j^-beta
-        da += u
+        a, b, s, scale = self.a, self.b, self.s, self.scale
+        da = xp.empty_like(g)
+        step, chunks = _chunks(g)
+        t_all = xp.empty((step,) + g.shape[1:], dtype=g.dtype)   # scratch, reused
+        u_all = xp.empty_like(t_all)
+        for c in chunks:
+            n = g[c].shape[0]
+            t, u = t_all[:n], u_all[:n]
+            xp.multiply(g[c], b[c], out=t)
+            t /= s[c]                                          # t_i = g_i a_i s_i^(-beta-1)
+            channel_window_sum(t, self.n // 2, out=u)          # sum_{i: j in window(i)} t_i
+            u *= a[c]
+            u *= -2.0 * self.alpha * self.beta
+            xp.multiply(g[c], scale[c], out=da[c])             # g_j s_j^-beta
+            da[c] += u
         return da
 
 
