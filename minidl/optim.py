@@ -35,17 +35,37 @@ class SGD:
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.velocity = [p.device.xp.zeros_like(p.data) for p in self.params]
 
+    # Elements updated at a time on the CPU: w, v, the gradient and one scratch
+    # block (4 x 256 KiB in float32) stay in cache through the four lines of the
+    # update, instead of each line streaming all 61M parameters through memory.
+    block = 1 << 16
+
     def step(self):
-        """One update of every parameter that has a gradient."""
+        """One update of every parameter that has a gradient.
+
+        The same arithmetic, in the same order, as the four lines of the rule;
+        done in place through one small scratch array (no temporaries the size
+        of fc6's weights) and, on the CPU, a block of elements at a time.
+        """
         m, lr, wd = self.momentum, self.lr, self.weight_decay
-        for p, v in zip(self.params, self.velocity):
+        for i, (p, v) in enumerate(zip(self.params, self.velocity)):
             if p.grad is None:
                 continue
             with p.device:
-                v *= m                       # 0.9 v
-                v -= (wd * lr) * p.data      # - 0.0005 eps w
-                v -= lr * p.grad             # - eps <dL/dw>
-                p.data += v                  # w <- w + v
+                xp = p.device.xp
+                if not (p.data.flags.c_contiguous and v.flags.c_contiguous):
+                    p.data, self.velocity[i] = xp.ascontiguousarray(p.data), xp.ascontiguousarray(v)
+                    v = self.velocity[i]
+                w, g, v = p.data.reshape(-1), xp.ascontiguousarray(p.grad).reshape(-1), v.reshape(-1)
+                n = self.block if xp is np else w.size     # a GPU does it in one go
+                scratch = xp.empty(min(n, w.size), w.dtype)
+                for a in range(0, w.size, n):
+                    wb, gb, vb = w[a:a + n], g[a:a + n], v[a:a + n]
+                    s = scratch[:wb.size]
+                    vb *= m                                # 0.9 v
+                    vb -= xp.multiply(wb, wd * lr, out=s)  # - 0.0005 eps w
+                    vb -= xp.multiply(gb, lr, out=s)       # - eps <dL/dw>
+                    wb += vb                               # w <- w + v
 
     def zero_grad(self):
         for p in self.params:

@@ -111,3 +111,24 @@ def test_training_a_linear_model_reduces_the_loss(rng):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0]
+
+
+def test_sgd_blocked_in_place_step_equals_the_four_lines_exactly(rng):
+    # Larger than one block, an odd size, float32 and float64, a non-contiguous grad:
+    # the same bits as the rule written out with temporaries.
+    for dtype in (np.float32, np.float64):
+        shape = (3, optim.SGD.block // 2 + 7)
+        w0 = rng.standard_normal(shape).astype(dtype)
+        w = nn.Parameter(w0.copy())
+        opt = optim.SGD([w], lr=0.01, momentum=0.9, weight_decay=0.0005)
+        ref_w, ref_v = w0.copy(), np.zeros_like(w0)
+        for _ in range(3):
+            g = np.asfortranarray(rng.standard_normal(shape).astype(dtype))
+            w.grad = g
+            opt.step()
+            ref_v *= 0.9
+            ref_v -= (0.0005 * 0.01) * ref_w
+            ref_v -= 0.01 * g
+            ref_w += ref_v
+            np.testing.assert_array_equal(w.data, ref_w)
+            np.testing.assert_array_equal(opt.velocity[0], ref_v)
