@@ -30,7 +30,7 @@ This is ~5x faster in NumPy than building the windows and taking argmax.
 
 Speed: the K*K passes read x K*K times, so the (N*C) image planes are
 processed in chunks of about 512 KB that stay in the CPU's L2 cache through
-all the passes (2-3x faster than whole-array passes on this machine). On a
+all the passes (1.4-2x faster than whole-array passes on this machine). On a
 GPU one chunk holds everything.
 """
 from __future__ import annotations
