@@ -38,7 +38,7 @@ def im2col_loops(x, KH, KW, stride, pad):
     N, C, H, Wd = x.shape
     OH = (H + 2 * pad - KH) // stride + 1
     OW = (Wd + 2 * pad - KW) // stride + 1
-    cols = np.zeros((N, C * KH * KW, OH * OW))
+    cols = np.zeros((C * KH * KW, OH * OW * N))
     for n in range(N):
         for c in range(C):
             for kh in range(KH):
@@ -47,7 +47,7 @@ def im2col_loops(x, KH, KW, stride, pad):
                         for ow in range(OW):
                             h, w = oh * stride + kh - pad, ow * stride + kw - pad
                             if 0 <= h < H and 0 <= w < Wd:
-                                cols[n, (c * KH + kh) * KW + kw, oh * OW + ow] = x[n, c, h, w]
+                                cols[(c * KH + kh) * KW + kw, (oh * OW + ow) * N + n] = x[n, c, h, w]
     return cols
 
 
@@ -97,9 +97,10 @@ def test_forward_in_several_chunks(monkeypatch):
     shape = (5, 4, 6, 7, 6, 3, 3, 1, 1, 2)
     x, W, b = _random(shape, seed=3)
     ref = conv_loops(x, W, b, 1, 1, 2)
+    monkeypatch.setattr(conv_module, "_CHUNK_COLUMNS", 1)
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)   # one image per chunk
     y1 = conv2d(md.Tensor(x), md.Tensor(W), md.Tensor(b), pad=1, groups=2)
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2 * 36 * 42 * 8)  # 2 images per chunk
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2 * 36 * 42 * 8)  # 2 images per chunk, the last one alone
     y2 = conv2d(md.Tensor(x), md.Tensor(W), md.Tensor(b), pad=1, groups=2)
     np.testing.assert_allclose(y1.data, ref, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(y2.data, ref, rtol=1e-10, atol=1e-10)
@@ -154,7 +155,7 @@ def test_col2im_is_the_adjoint_of_im2col(shape):
     np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, back), rtol=1e-12)
     # and not trivially: col2im of all ones counts how many windows read each pixel
     counts = col2im(np.ones_like(cols), x.shape, KH, KW, s, p)
-    assert counts.max() > 1 or (KH == KW == 1) or cols.shape[2] == 1
+    assert counts.max() > 1 or (KH == KW == 1) or cols.shape[1] == x.shape[0]
 
 
 # ----------------------------------------------------------------------------

@@ -4,23 +4,33 @@ Notation (used in every shape below):
 
     N   batch size            C   input channels      H, W    input height, width
     KH  kernel height         KW  kernel width        s, p    stride, zero padding
-    OH = (H + 2p - KH) // s + 1                       OW = (W + 2p - KW) // s + 1
-    K  = C * KH * KW          (one column: every input value a kernel sees)
-    P  = OH * OW              (one column per output position)
+    Hp = H + 2p,  Wp = W + 2p (the zero-padded input)
+    OH = (Hp - KH) // s + 1,  OW = (Wp - KW) // s + 1
+    K  = C * KH * KW          (one column: every input value one output reads)
+    P  = OH * OW              (output positions per image)
 
-Layout of the columns ("cols"), one (K, P) matrix per image::
+Layout of the columns ("cols"): a (K, P*N) matrix, the image index fastest::
 
-    cols[n, (c*KH + kh)*KW + kw, oh*OW + ow] = x_padded[n, c, oh*s + kh, ow*s + kw]
+    cols[(c*KH + kh)*KW + kw, (oh*OW + ow)*N + n] = x_padded[n, c, oh*s + kh, ow*s + kw]
 
-so ``W.reshape(C_out, K) @ cols[n]`` is output image n already in (C_out, OH, OW)
-order: no transpose of the output is ever needed, and the rows of group g are
-the contiguous block ``g*K/groups : (g+1)*K/groups``.
+This is the layout of the paper's own code (cuda-convnet keeps activations as
+(C, H, W, N), "CHWN"). On a CPU it makes the copies fast: for stride 1, one
+row of a window of all N images is a single contiguous run of OW*N values, so
+im2col and the additions of col2im move long runs instead of OW-sized
+fragments (NumPy's per-run overhead dominated the NCHW version: col2im was 4x
+slower). The price is a transpose of x into CHWN and of the output back to
+NCHW, arrays K/C_out times smaller than the columns.
 
-Speed and memory: the batch is processed in chunks of a few images whose
-columns fit in the CPU's cache; backward recomputes the columns instead of
-keeping them (conv2 of the paper at batch 128 would otherwise keep ~0.9 GB),
-and the scratch arrays (padded input, columns, their gradient) are reused
-from one call to the next (fresh large arrays page-fault on every touch).
+With it, the whole convolution of group g is one GEMM:
+``W.reshape(C_out, K)[g rows] @ cols[g rows]`` -> (C_out/groups, P*N), the rows
+of group g being the contiguous block ``g*K/groups : (g+1)*K/groups``.
+
+Speed and memory: the batch goes through in chunks of a few images whose
+columns stay in the CPU's cache; backward recomputes the columns instead of
+keeping them (conv2 of the paper at batch 128 would otherwise keep ~0.9 GB
+alive until backward); the scratch arrays (transposed input, columns, output
+chunk) are reused from one call to the next, because freshly allocated large
+arrays page-fault on every first touch.
 """
 from __future__ import annotations
 
@@ -33,25 +43,24 @@ _LAYER = "conv2d"
 
 
 # ----------------------------------------------------------------------------
-# Scratch arrays reused between calls (NumPy only: CuPy's memory pool already
-# reuses device memory). Never returned to a caller.
+# Scratch arrays reused between calls. NumPy only: CuPy's memory pool already
+# reuses device memory. Never returned to a caller; one of each name is in use
+# at a time (conv calls run one after another, never from two threads).
 # ----------------------------------------------------------------------------
 _workspaces: dict = {}
 
 
-def _workspace(xp, name, shape, dtype, zero=False):
-    """A scratch array of `shape`, the same one on every call with these arguments."""
+def _workspace(xp, name, shape, dtype):
+    """A contiguous scratch array of `shape`: a view of one flat buffer per
+    (name, dtype), grown to the largest size asked for so far."""
+    size = int(np.prod(shape))
     if xp is not np:
-        return xp.zeros(shape, dtype) if zero else xp.empty(shape, dtype)
-    key = (name, tuple(shape), np.dtype(dtype).str)
+        return xp.empty(shape, dtype)
+    key = (name, np.dtype(dtype).str)
     buf = _workspaces.get(key)
-    if buf is None:
-        if len(_workspaces) > 64:  # many shapes seen (e.g. a sweep): start over
-            _workspaces.clear()
-        buf = _workspaces[key] = np.zeros(shape, dtype)
-    elif zero:
-        buf.fill(0)
-    return buf
+    if buf is None or buf.size < size:
+        buf = _workspaces[key] = np.zeros(size, dtype)  # zeros: touch the pages once, now
+    return buf[:size].reshape(shape)
 
 
 def clear_workspaces():
@@ -60,54 +69,50 @@ def clear_workspaces():
 
 
 # ----------------------------------------------------------------------------
-# im2col / col2im on plain arrays
+# im2col / col2im on plain arrays, in the CHWN layout
 # ----------------------------------------------------------------------------
 def _out_size(size, k, stride, pad):
     return (size + 2 * pad - k) // stride + 1
 
 
-def _windows(xpad, KH, KW, stride, OH, OW):
-    """Zero-copy view (n, C, KH, KW, OH, OW) of a padded input (n, C, Hp, Wp)."""
-    xp = array_module(xpad)
-    sn, sc, sh, sw = xpad.strides
-    shape = xpad.shape[:2] + (KH, KW, OH, OW)
-    return xp.lib.stride_tricks.as_strided(
-        xpad, shape, (sn, sc, sh, sw, sh * stride, sw * stride))
-
-
-def _pad_into(x, pad, out):
-    """out (n, C, H+2p, W+2p) <- x zero-padded; the border of `out` is zeroed."""
-    if pad == 0:
-        out[...] = x
-        return out
+def _to_chwn_padded(x, pad, out):
+    """out (C, Hp, Wp, n) <- x (n, C, H, W), transposed and zero-padded."""
     H, W = x.shape[2:]
-    out[:, :, :pad, :] = 0
-    out[:, :, pad + H:, :] = 0
-    out[:, :, pad:pad + H, :pad] = 0
-    out[:, :, pad:pad + H, pad + W:] = 0
-    out[:, :, pad:pad + H, pad:pad + W] = x
+    if pad:
+        out[:, :pad] = 0
+        out[:, pad + H:] = 0
+        out[:, pad:pad + H, :pad] = 0
+        out[:, pad:pad + H, pad + W:] = 0
+    out[:, pad:pad + H, pad:pad + W] = x.transpose(1, 2, 3, 0)
     return out
 
 
-def _im2col_padded(xpad, KH, KW, stride, OH, OW, out):
-    """out (n, C*KH*KW, OH*OW) <- the columns of an already padded input."""
-    n, C = xpad.shape[:2]
-    out.reshape(n, C, KH, KW, OH, OW)[...] = _windows(xpad, KH, KW, stride, OH, OW)
+def _im2col_chwn(xt, KH, KW, stride, OH, OW, out):
+    """out (C*KH*KW, OH*OW*n) <- the columns of xt (C, Hp, Wp, n).
+
+    One copy from a zero-copy window view (C, KH, KW, OH, OW, n) of xt.
+    """
+    xp = array_module(xt)
+    C, n = xt.shape[0], xt.shape[3]
+    sc, sh, sw, sn = xt.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        xt, (C, KH, KW, OH, OW, n), (sc, sh, sw, sh * stride, sw * stride, sn))
+    out.reshape(C, KH, KW, OH, OW, n)[...] = windows
     return out
 
 
-def _col2im_padded(cols, KH, KW, stride, OH, OW, out):
-    """out (n, C, Hp, Wp) <- sum of the columns back onto the padded input.
+def _col2im_chwn(cols, KH, KW, stride, OH, OW, out):
+    """out (C, Hp, Wp, n) <- every column added back where im2col read it.
 
     A loop over the KH*KW kernel offsets, each adding one strided slice: far
     faster than np.add.at or bincount, and the same code on CuPy.
     """
-    n, C = out.shape[:2]
-    c6 = cols.reshape(n, C, KH, KW, OH, OW)
-    out.fill(0)
+    C, n = out.shape[0], out.shape[3]
+    c6 = cols.reshape(C, KH, KW, OH, OW, n)
+    out[...] = 0
     for kh in range(KH):
         for kw in range(KW):
-            out[:, :, kh:kh + stride * OH:stride, kw:kw + stride * OW:stride] += c6[:, :, kh, kw]
+            out[:, kh:kh + stride * OH:stride, kw:kw + stride * OW:stride] += c6[:, kh, kw]
     return out
 
 
@@ -118,23 +123,22 @@ def im2col(x, KH, KW, stride=1, pad=0):
         x: (N, C, H, W) array.
         KH, KW: kernel size.  stride, pad: as in `conv2d`.
     Returns:
-        cols (N, C*KH*KW, OH*OW), a new array, with
-        ``cols[n, (c*KH + kh)*KW + kw, oh*OW + ow] = x_padded[n, c, oh*stride + kh, ow*stride + kw]``
+        cols (C*KH*KW, OH*OW*N), a new array, with
+        ``cols[(c*KH + kh)*KW + kw, (oh*OW + ow)*N + n] = x_padded[n, c, oh*stride + kh, ow*stride + kw]``
         (see the Notation block at the top of this file).
     """
     xp = array_module(x)
     N, C, H, W = x.shape
     OH, OW = _out_size(H, KH, stride, pad), _out_size(W, KW, stride, pad)
-    xpad = _pad_into(x, pad, xp.empty((N, C, H + 2 * pad, W + 2 * pad), x.dtype))
-    return _im2col_padded(xpad, KH, KW, stride, OH, OW,
-                          xp.empty((N, C * KH * KW, OH * OW), x.dtype))
+    xt = _to_chwn_padded(x, pad, xp.empty((C, H + 2 * pad, W + 2 * pad, N), x.dtype))
+    return _im2col_chwn(xt, KH, KW, stride, OH, OW, xp.empty((C * KH * KW, OH * OW * N), x.dtype))
 
 
 def col2im(cols, x_shape, KH, KW, stride=1, pad=0):
     """The adjoint of `im2col`: add every column back where it was read from.
 
     Args:
-        cols: (N, C*KH*KW, OH*OW) array.
+        cols: (C*KH*KW, OH*OW*N) array, laid out as `im2col` returns it.
         x_shape: (N, C, H, W), the shape of the input of `im2col`.
     Returns:
         (N, C, H, W), a new array; ``<im2col(x), c> == <x, col2im(c)>`` for all x, c.
@@ -142,15 +146,19 @@ def col2im(cols, x_shape, KH, KW, stride=1, pad=0):
     xp = array_module(cols)
     N, C, H, W = x_shape
     OH, OW = _out_size(H, KH, stride, pad), _out_size(W, KW, stride, pad)
-    xpad = _col2im_padded(cols, KH, KW, stride, OH, OW,
-                          xp.empty((N, C, H + 2 * pad, W + 2 * pad), cols.dtype))
-    return xp.ascontiguousarray(xpad[:, :, pad:pad + H, pad:pad + W])
+    xt = _col2im_chwn(cols, KH, KW, stride, OH, OW,
+                      xp.empty((C, H + 2 * pad, W + 2 * pad, N), cols.dtype))
+    return xp.ascontiguousarray(xt[:, pad:pad + H, pad:pad + W].transpose(3, 0, 1, 2))
 
 
 # ----------------------------------------------------------------------------
 # The Function
 # ----------------------------------------------------------------------------
-_CHUNK_BYTES = 2 << 20  # the columns of one chunk of images: about the L2 cache
+# Images per chunk: enough that each GEMM has >= _CHUNK_COLUMNS columns (BLAS
+# repacks W on every call: with one 13x13 image per call that alone cost ~10%),
+# else as many as keep the chunk's columns within _CHUNK_BYTES (cache-resident).
+_CHUNK_COLUMNS = 2048
+_CHUNK_BYTES = 4 << 20
 
 
 class Convolution(Function):
@@ -165,11 +173,13 @@ class Convolution(Function):
     (Section 3.2): conv2, conv4 and conv5 read only the kernel maps of their
     own GPU's half, conv3 (groups=1) reads both.
 
-    Per image n and group g, with cols = im2col(x) (see the module docstring):
-        forward    y[n, g]  = W[g] @ cols[n, g]             W[g]: (C_out/groups, K/groups)
-        backward   dW[g]   += dy[n, g] @ cols[n, g].T
-                   dcols[n, g] = W[g].T @ dy[n, g];   dx = col2im(dcols)
-                   db       = sum over n, oh, ow of dy
+    Per group g, with cols = im2col(x) (K, P*N) and dy as (C_out, P*N) in the
+    same column order (see the module docstring), Wg = W[g rows] (C_out/groups, K/groups):
+        forward    y[g]     = Wg @ cols[g]
+        backward   dW[g]    = dy[g] @ cols[g].T
+                   dcols[g] = Wg.T @ dy[g];    dx = col2im(dcols)
+                   db       = sum of dy over n, oh, ow
+    all of it chunk by chunk of images (dW summed over chunks).
     Keeps x and W for backward (not the columns: they are recomputed).
     """
 
@@ -219,24 +229,20 @@ class Convolution(Function):
     # --- geometry shared by forward and backward ------------------------------
     def _geometry(self, x, W):
         N, C, H, Wd = x.shape
-        C_out, Cg, KH, KW = W.shape
+        C_out, _, KH, KW = W.shape
         s, p = self.stride, self.pad
         OH, OW = _out_size(H, KH, s, p), _out_size(Wd, KW, s, p)
         K, P = C * KH * KW, OH * OW
-        chunk = max(1, min(N, _CHUNK_BYTES // (K * P * x.dtype.itemsize)))
+        chunk = min(N, max(1, -(-_CHUNK_COLUMNS // P), _CHUNK_BYTES // (K * P * x.dtype.itemsize)))
         return N, C, H, Wd, C_out, KH, KW, OH, OW, K, P, chunk
 
-    def _cols(self, xp, x, i0, i1, geo):
-        """The columns of images i0..i1 (a reused scratch array (n, K, P))."""
+    def _cols(self, x, geo):
+        """The columns (K, P*n) of the chunk of images x (n, C, H, W), in scratch."""
         N, C, H, Wd, C_out, KH, KW, OH, OW, K, P, chunk = geo
-        p, n = self.pad, i1 - i0
-        cols = _workspace(xp, "cols", (chunk, K, P), x.dtype)[:n]
-        if p == 0:
-            xpad = x[i0:i1]  # the windows read x itself
-        else:
-            xpad = _workspace(xp, "xpad", (chunk, C, H + 2 * p, Wd + 2 * p), x.dtype)[:n]
-            _pad_into(x[i0:i1], p, xpad)
-        return _im2col_padded(xpad, KH, KW, self.stride, OH, OW, cols)
+        xp, p, n = array_module(x), self.pad, x.shape[0]
+        xt = _to_chwn_padded(x, p, _workspace(xp, "xt", (C, H + 2 * p, Wd + 2 * p, n), x.dtype))
+        return _im2col_chwn(xt, KH, KW, self.stride, OH, OW,
+                            _workspace(xp, "cols", (K, P * n), x.dtype))
 
     # --- forward / backward ----------------------------------------------------
     def forward(self, x, W, b=None):
@@ -250,12 +256,16 @@ class Convolution(Function):
         y = xp.empty((N, C_out, P), x.dtype)
         for i0 in range(0, N, chunk):
             i1 = min(N, i0 + chunk)
-            cols = self._cols(xp, x, i0, i1, geo)             # (n, K, P)
+            n = i1 - i0
+            cols = self._cols(x[i0:i1], geo)                               # (K, P*n)
+            yc = _workspace(xp, "y", (C_out, P * n), x.dtype)              # (C_out, P*n)
             for g in range(G):
-                xp.matmul(Wm[g], cols[:, g * Kg:(g + 1) * Kg],
-                          out=y[i0:i1, g * Og:(g + 1) * Og])  # (n, Og, P)
-            if b is not None:
-                y[i0:i1] += b[:, None]
+                xp.matmul(Wm[g], cols[g * Kg:(g + 1) * Kg], out=yc[g * Og:(g + 1) * Og])
+            yc = yc.reshape(C_out, P, n).transpose(2, 0, 1)                # (n, C_out, P)
+            if b is None:
+                y[i0:i1] = yc
+            else:
+                xp.add(yc, b[:, None], out=y[i0:i1])
         self.x, self.W = x, W
         return y.reshape(N, C_out, OH, OW)
 
@@ -263,45 +273,41 @@ class Convolution(Function):
         x, W = self.x, self.W
         xp = array_module(x)
         need_x, need_W = self.needs_input_grad[0], self.needs_input_grad[1]
-        need_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
+        has_b = len(self.needs_input_grad) == 3
+        need_b = has_b and self.needs_input_grad[2]
         geo = self._geometry(x, W)
         N, C, H, Wd, C_out, KH, KW, OH, OW, K, P, chunk = geo
         G, s, p = self.groups, self.stride, self.pad
         Og, Kg = C_out // G, K // G
         Wm = W.reshape(G, Og, Kg)
-        gy = xp.ascontiguousarray(gy).reshape(N, C_out, P)
+        gy = gy.reshape(N, C_out, P)
 
-        dW = xp.zeros((G, Og, Kg), x.dtype) if need_W else None
         dx = xp.empty(x.shape, x.dtype) if need_x else None
-        if need_W or need_x:
-            tmp = _workspace(xp, "dWtmp", (Og, Kg), x.dtype) if need_W else None
-            for i0 in range(0, N, chunk):
-                i1 = min(N, i0 + chunk)
-                n = i1 - i0
-                if need_W:
-                    cols = self._cols(xp, x, i0, i1, geo)     # recomputed, not kept
-                    for g in range(G):
-                        for i in range(n):
-                            xp.matmul(gy[i0 + i, g * Og:(g + 1) * Og],
-                                      cols[i, g * Kg:(g + 1) * Kg].T, out=tmp)
-                            dW[g] += tmp
-                if need_x:
-                    dcols = _workspace(xp, "dcols", (chunk, K, P), x.dtype)[:n]
-                    for g in range(G):
-                        xp.matmul(Wm[g].T, gy[i0:i1, g * Og:(g + 1) * Og],
-                                  out=dcols[:, g * Kg:(g + 1) * Kg])  # (n, Kg, P)
-                    if p == 0:  # sum straight into dx
-                        _col2im_padded(dcols, KH, KW, s, OH, OW, dx[i0:i1])
-                    else:
-                        dxpad = _workspace(xp, "dxpad", (chunk, C, H + 2 * p, Wd + 2 * p),
-                                           x.dtype)[:n]
-                        _col2im_padded(dcols, KH, KW, s, OH, OW, dxpad)
-                        dx[i0:i1] = dxpad[:, :, p:p + H, p:p + Wd]
+        dW = xp.empty((G, Og, Kg), x.dtype) if need_W else None
+        db = gy.sum(axis=(0, 2)) if need_b else None
+        if need_W:
+            dW_chunk = _workspace(xp, "dW", (Og, Kg), x.dtype)
+        for i0 in range(0, N, chunk) if (need_x or need_W) else ():
+            i1 = min(N, i0 + chunk)
+            n = i1 - i0
+            gyc = _workspace(xp, "gy", (C_out, P * n), x.dtype)            # (C_out, P*n)
+            gyc.reshape(C_out, P, n)[...] = gy[i0:i1].transpose(1, 2, 0)
+            if need_W:
+                cols = self._cols(x[i0:i1], geo)       # recomputed, not kept from forward
+                for g in range(G):
+                    dWg = dW[g] if i0 == 0 else dW_chunk
+                    xp.matmul(gyc[g * Og:(g + 1) * Og], cols[g * Kg:(g + 1) * Kg].T, out=dWg)
+                    if i0:
+                        dW[g] += dW_chunk
+            if need_x:
+                dcols = _workspace(xp, "cols", (K, P * n), x.dtype)  # reuses the columns' space
+                for g in range(G):
+                    xp.matmul(Wm[g].T, gyc[g * Og:(g + 1) * Og], out=dcols[g * Kg:(g + 1) * Kg])
+                dxt = _col2im_chwn(dcols, KH, KW, s, OH, OW,
+                                   _workspace(xp, "xt", (C, H + 2 * p, Wd + 2 * p, n), x.dtype))
+                dx[i0:i1] = dxt[:, p:p + H, p:p + Wd].transpose(3, 0, 1, 2)
         dW = dW.reshape(W.shape) if need_W else None
-        if len(self.needs_input_grad) == 3:
-            db = gy.sum(axis=(0, 2)) if need_b else None
-            return dx, dW, db
-        return dx, dW
+        return (dx, dW, db) if has_b else (dx, dW)
 
 
 def conv2d(x, W, b=None, stride=1, pad=0, groups=1):

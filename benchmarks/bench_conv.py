@@ -1,0 +1,156 @@
+"""conv2d forward+backward against the GEMMs it cannot avoid, measured in one run.
+
+For each conv layer of the paper's net (227x227 input) and of the CIFAR-10 net
+(cuda-convnet's layers-80sec: three 5x5 convs), times ``Convolution.forward``
++ ``backward`` (float32) and divides by the time of the same GEMMs alone: per
+group, on preallocated arrays,
+
+    y  (Og, N*P)  = W  (Og, Kg)  @ cols (Kg, N*P)
+    dW (Og, Kg)   = dy (Og, N*P) @ cols.T
+    dcols (Kg, N*P) = W.T @ dy          (not for conv1: the image needs no gradient)
+
+(Og = C_out/groups, Kg = K/groups, P = OH*OW). Everything above 1.0 is
+im2col, col2im, bias, padding and memory traffic. When PyTorch is installed
+its CPU conv forward+backward on the same shapes is an extra column (for
+comparison only; minidl never imports torch).
+
+    python -m benchmarks.bench_conv                  # batch 16 and 128, + CIFAR
+    python -m benchmarks.bench_conv --batch 16       # quicker
+Writes benchmarks/results/bench_conv.json.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from benchmarks.common import median_time, report
+from minidl.functions.conv import Convolution
+
+# name, C, H, W, C_out, KH, KW, stride, pad, groups, needs dx
+ALEXNET = [
+    ("conv1", 3, 227, 227, 96, 11, 11, 4, 0, 1, False),
+    ("conv2", 96, 27, 27, 256, 5, 5, 1, 2, 2, True),
+    ("conv3", 256, 13, 13, 384, 3, 3, 1, 1, 1, True),
+    ("conv4", 384, 13, 13, 384, 3, 3, 1, 1, 2, True),
+    ("conv5", 384, 13, 13, 256, 3, 3, 1, 1, 2, True),
+]
+CIFAR = [
+    ("cifar1", 3, 32, 32, 32, 5, 5, 1, 2, 1, False),
+    ("cifar2", 32, 16, 16, 32, 5, 5, 1, 2, 1, True),
+    ("cifar3", 32, 8, 8, 64, 5, 5, 1, 2, 1, True),
+]
+
+
+def bench_layer(spec, N, repeat, use_torch):
+    name, C, H, Wd, C_out, KH, KW, s, p, G, need_x = spec
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    x = rng.standard_normal((N, C, H, Wd), dtype=f32)
+    W = rng.standard_normal((C_out, C // G, KH, KW), dtype=f32) * 0.01
+    b = rng.standard_normal(C_out, dtype=f32)
+    OH, OW = (H + 2 * p - KH) // s + 1, (Wd + 2 * p - KW) // s + 1
+    gy = rng.standard_normal((N, C_out, OH, OW), dtype=f32)
+
+    def ours():
+        f = Convolution(s, p, G)
+        f.needs_input_grad = (need_x, True, True)
+        f.forward(x, W, b)
+        f.backward(gy)
+
+
+    # the GEMMs alone, same shapes, preallocated (one set of arrays serves every group)
+    Og, Kg, NP = C_out // G, C * KH * KW // G, N * OH * OW
+    Wg = rng.standard_normal((Og, Kg), dtype=f32)
+    cols = rng.standard_normal((Kg, NP), dtype=f32)
+    dy = rng.standard_normal((Og, NP), dtype=f32)
+    y, dW = np.empty((Og, NP), f32), np.empty((Og, Kg), f32)
+    dcols = np.empty((Kg, NP), f32) if need_x else None
+
+    def gemms():
+        for _ in range(G):
+            np.matmul(Wg, cols, out=y)
+            np.matmul(dy, cols.T, out=dW)
+            if need_x:
+                np.matmul(Wg.T, dy, out=dcols)
+
+    fns = [ours, gemms] + ([torch_conv(x, W, b, gy, s, p, G, need_x)] if use_torch else [])
+    times = interleaved(fns, repeat)
+    t_ours, t_gemm = times[0], times[1]
+    row = {"layer": name, "batch": N, "ours_ms": 1e3 * t_ours, "gemm_ms": 1e3 * t_gemm,
+           "ours/gemm": t_ours / t_gemm}
+    if use_torch:
+        row["torch_ms"] = 1e3 * times[2]
+        row["ours/torch"] = t_ours / times[2]
+    return row
+
+
+def interleaved(fns, repeat):
+    """Median time of each fn, the samples taken in turns (ours, gemm, torch, ours, ...)
+    so that a burst of load from other processes hits all of them alike."""
+    for fn in fns:
+        fn()  # warm-up: workspaces, page faults, BLAS threads
+    samples = [[median_time(fn, repeat=1, warmup=0) for fn in fns] for _ in range(repeat)]
+    return [float(np.median(col)) for col in zip(*samples)]
+
+
+def torch_conv(x, W, b, gy, s, p, G, need_x):
+    import torch
+    tx = torch.from_numpy(x).requires_grad_(need_x)
+    tW = torch.from_numpy(W).requires_grad_(True)
+    tb = torch.from_numpy(b).requires_grad_(True)
+    tg = torch.from_numpy(gy)
+
+    def run():
+        tW.grad = tb.grad = tx.grad = None
+        torch.nn.functional.conv2d(tx, tW, tb, stride=s, padding=p, groups=G).backward(tg)
+
+    return run
+
+
+def total_row(rows, label, N):
+    row = {"layer": label, "batch": N,
+           "ours_ms": sum(r["ours_ms"] for r in rows), "gemm_ms": sum(r["gemm_ms"] for r in rows)}
+    row["ours/gemm"] = row["ours_ms"] / row["gemm_ms"]
+    if all("torch_ms" in r for r in rows):
+        row["torch_ms"] = sum(r["torch_ms"] for r in rows)
+        row["ours/torch"] = row["ours_ms"] / row["torch_ms"]
+    row["img/s"] = N / (row["ours_ms"] / 1e3)
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch", type=int, nargs="+", default=[16, 128],
+                    help="batch sizes for the paper's conv layers (default: 16 128)")
+    ap.add_argument("--cifar-batch", type=int, default=128, help="batch for the CIFAR net")
+    ap.add_argument("--repeat", type=int, default=5, help="timed repeats per measurement")
+    ap.add_argument("--only", choices=["alexnet", "cifar"], help="run one of the two nets")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
+    args = ap.parse_args(argv)
+    use_torch = not args.no_torch
+    if use_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            use_torch = False
+
+    rows = []
+    plan = []
+    if args.only != "cifar":
+        plan += [(ALEXNET, N, "alexnet conv1-5") for N in args.batch]
+    if args.only != "alexnet":
+        plan += [(CIFAR, args.cifar_batch, "cifar conv1-3")]
+    for specs, N, label in plan:
+        layer_rows = [bench_layer(spec, N, args.repeat, use_torch) for spec in specs]
+        rows += layer_rows + [total_row(layer_rows, label, N)]
+    columns = ["layer", "batch", "ours_ms", "gemm_ms", "ours/gemm"]
+    if use_torch:
+        columns += ["torch_ms", "ours/torch"]
+    report("bench_conv", rows, columns + ["img/s"],
+           notes="float32 forward+backward; gemm = the same matmuls alone on preallocated "
+                 "arrays; torch = torch.nn.functional.conv2d forward+backward (CPU)")
+
+
+if __name__ == "__main__":
+    main()
