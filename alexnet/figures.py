@@ -1,0 +1,65 @@
+"""Figures as PNG files (matplotlib, Agg backend: no screen needed).
+
+- Figure 1: training error vs epochs, ReLU (solid) vs tanh (dashed), CIFAR-10.
+- Training curves: loss, top-1 and top-5 per epoch of a run.
+- Figures 3 and 4 (ImageNet) live in `alexnet.figures_imagenet`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_figure1(curves: dict, path, target=0.25, title=None) -> Path:
+    """Figure 1 of the paper.
+
+    Args:
+        curves: {"relu": [err after epoch 1, 2, ...], "tanh": [...]}.
+        target: the 25% training-error line.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    styles = {"relu": dict(ls="-", color="black", label="ReLU"),
+              "tanh": dict(ls="--", color="black", label="tanh")}
+    for name, errors in curves.items():
+        epochs = range(1, len(errors) + 1)
+        ax.plot(epochs, errors, lw=1.8, **styles.get(name, dict(label=name)))
+    ax.axhline(target, color="gray", lw=0.8, ls=":")
+    ax.text(ax.get_xlim()[1], target, f" {target:.0%}", va="center", ha="left", color="gray")
+    ax.set_xlabel("Epochs")
+    ax.set_ylabel("Training error rate")
+    ax.set_ylim(0, max(0.8, max((max(e) for e in curves.values() if e), default=0.8)))
+    ax.set_title(title or "CIFAR-10, four-layer CNN: ReLU (solid) vs tanh (dashed)")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_training(history: list, path, title="training") -> Path:
+    """Loss and top-1/top-5 error per epoch (train and, where present, validation)."""
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    for key, style in (("train_loss", "-"), ("val_loss", "--")):
+        if any(key in r for r in history):
+            ax1.plot(epochs, [r.get(key) for r in history], style, label=key)
+    ax1.set_xlabel("epoch"), ax1.set_ylabel("cross-entropy"), ax1.legend(frameon=False)
+    for key, style in (("train_top1", "-"), ("train_top5", "-"), ("val_top1", "--"),
+                       ("val_top5", "--")):
+        if any(key in r for r in history):
+            ax2.plot(epochs, [r.get(key) for r in history], style, label=key)
+    ax2.set_xlabel("epoch"), ax2.set_ylabel("error rate"), ax2.legend(frameon=False)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

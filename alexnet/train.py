@@ -1,0 +1,273 @@
+"""Training: one readable loop, with checkpoints a crash cannot break.
+
+    for each epoch:
+        for each batch:  forward -> loss -> backward -> SGD step -> log
+        evaluate -> schedule -> checkpoint
+
+Everything a run depends on is in its checkpoint: weights, momenta, the
+global random generator (dropout), the learning-rate schedule, the epoch and
+the batch within it, the running sums of the current epoch and the history
+of finished ones. The data order and augmentation of a batch are functions of
+(seed, epoch, batch index), so resuming continues the *identical* run: a run
+killed with SIGKILL mid-epoch and resumed ends with the same weights, bit for
+bit, as one never interrupted (tests/test_train.py kills one to check).
+
+Checkpoints are written atomically (minidl.serialize) at the end of every
+epoch, every `checkpoint_minutes`, and (for tests) every `checkpoint_steps`.
+A loss that becomes NaN/inf or explodes stops the run with `TrainingDiverged`
+before anything bad is saved: the last checkpoint is the last good state.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import minidl
+from minidl import Tensor, functions as F, serialize
+from minidl.backend import get_device, to_numpy
+
+from .evaluate import topk_errors
+
+CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.jsonl"
+
+
+class Batches(Protocol):
+    """What the trainer reads: batches of (images float32 NCHW, labels int64)."""
+
+    def __len__(self) -> int: ...          # batches per epoch
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The batches of `epoch` from batch index `start` on (a function of seed and epoch)."""
+        ...
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    max_epochs: int = 90                    # Sec 5: "roughly 90 cycles"
+    checkpoint_minutes: float = 10.0        # also at the end of every epoch
+    checkpoint_steps: int = 0               # every N steps as well (0: off; for tests)
+    explode_factor: float = 1e3             # loss > factor * first loss counts as divergence
+    topk: tuple = (1, 5)
+    progress: bool = True
+    run_name: str = "train"
+
+
+@dataclass
+class TrainState:
+    """Where the run is: saved in every checkpoint."""
+    epoch: int = 0                 # the epoch in progress (or next to start)
+    batch: int = 0                 # batches of it already done
+    step: int = 0                  # SGD steps since the start
+    loss_sum: float = 0.0          # running sums of the epoch in progress
+    error_sums: dict = field(default_factory=dict)
+    seen: int = 0
+    seconds: float = 0.0           # training time of the epoch in progress
+    first_loss: Optional[float] = None
+    history: list = field(default_factory=list)   # one dict per finished epoch
+    finished: bool = False
+
+
+def input_device(model):
+    """The device images are sent to: the first column's (AlexNet) or the model's."""
+    devices = getattr(model, "devices", None)
+    if devices:
+        return devices[0]
+    return model.parameters()[0].device
+
+
+class Trainer:
+    """Train `model` on `batches` with `optimizer`; evaluate and checkpoint each epoch.
+
+    Args:
+        model: a minidl Module returning logits.
+        optimizer: minidl.optim.SGD.
+        batches: a `Batches` source for training.
+        out_dir: where checkpoint.npz and metrics.jsonl go.
+        evaluate: optional ``evaluate(model) -> dict`` run after each epoch
+            (e.g. {"val_loss":..., "val_top1":..., "val_top5":...}).
+        schedule: optional; ``schedule.step(metric)`` after each epoch (ReduceOnPlateau),
+            or a StepSchedule (``set_epoch``).
+        schedule_metric: the key of the evaluate() dict the schedule watches.
+        stop: optional ``stop(history) -> bool`` checked after each epoch
+            (Figure 1 stops at 25% training error).
+    """
+
+    def __init__(self, model, optimizer, batches: Batches, out_dir, config: TrainConfig = None,
+                 evaluate: Callable = None, schedule=None, schedule_metric="val_top1",
+                 stop: Callable = None, extra_meta: dict = None):
+        self.model, self.optimizer, self.batches = model, optimizer, batches
+        self.out = Path(out_dir)
+        self.cfg = config or TrainConfig()
+        self.evaluate, self.schedule, self.schedule_metric = evaluate, schedule, schedule_metric
+        self.stop = stop
+        self.extra_meta = extra_meta or {}
+        self.state = TrainState()
+        self.device = get_device(input_device(model))
+        self._last_save = time.monotonic()
+
+    # --- checkpoints -------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / CHECKPOINT
+
+    def save(self):
+        """Write the whole training state atomically (never a diverged one)."""
+        for name, p in self.model.named_parameters():
+            if not np.all(np.isfinite(to_numpy(p.data))):
+                raise TrainingDiverged(f"refusing to checkpoint: parameter {name} is not finite")
+        state = {
+            "model": dict(self.model.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict() if self.schedule is not None else None,
+            "rng": minidl.random.get_state(),
+            "train": asdict(self.state),
+            "config": asdict(self.cfg),
+            "meta": self.extra_meta,
+        }
+        serialize.save(self.checkpoint_path, state)
+        self._last_save = time.monotonic()
+
+    def resume(self) -> bool:
+        """Load checkpoint.npz from out_dir if there is one; True if it did."""
+        if not self.checkpoint_path.exists():
+            return False
+        state = serialize.load(self.checkpoint_path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.schedule is not None and state.get("schedule") is not None:
+            self.schedule.load_state_dict(state["schedule"])
+        minidl.random.set_state(state["rng"])
+        self.state = TrainState(**state["train"])
+        return True
+
+    # --- the loop ----------------------------------------------------------------
+    def fit(self) -> list:
+        """Train until max_epochs or `stop`; returns the history (one dict per epoch)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        s, cfg = self.state, self.cfg
+        epochs = tqdm(total=cfg.max_epochs, initial=s.epoch, desc=cfg.run_name, unit="epoch",
+                      disable=not cfg.progress, position=0)
+        try:
+            while not s.finished and s.epoch < cfg.max_epochs:
+                self._train_epoch()
+                record = self._end_epoch()
+                epochs.update(1)
+                epochs.set_postfix_str(_short(record))
+                if not cfg.progress:
+                    print(f"[{cfg.run_name}] epoch {record['epoch']}: {_short(record)}", flush=True)
+        finally:
+            epochs.close()
+        return s.history
+
+    def _train_epoch(self):
+        s, cfg, model = self.state, self.cfg, self.model
+        model.train()
+        if hasattr(self.schedule, "set_epoch"):
+            self.schedule.set_epoch(s.epoch)
+        n = len(self.batches)
+        bar = tqdm(total=n, initial=s.batch, desc=f"epoch {s.epoch + 1}", unit="batch",
+                   leave=False, disable=not cfg.progress, position=1)
+        t0 = time.perf_counter()
+        for x, y in self.batches.epoch(s.epoch, s.batch):
+            logits = model(Tensor(x, device=self.device))              # forward
+            loss = F.softmax_cross_entropy(logits, y)                  # mean over the batch
+            value = loss.item()
+            self._check_finite(value)
+            self.optimizer.zero_grad()
+            loss.backward()                                            # backward
+            self.optimizer.step()                                      # v <- 0.9v - ...; w += v
+
+            errors = topk_errors(to_numpy(logits.data), y, cfg.topk)   # log
+            s.loss_sum += value * len(y)
+            for k, e in errors.items():
+                s.error_sums[str(k)] = s.error_sums.get(str(k), 0) + int(e)
+            s.seen += len(y)
+            s.batch += 1
+            s.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{s.loss_sum / s.seen:.3f}",
+                            err=f"{s.error_sums['1'] / s.seen:.3f}")
+            s.seconds += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            if self._checkpoint_due():
+                self.save()
+        bar.close()
+
+    def _end_epoch(self) -> dict:
+        s, cfg = self.state, self.cfg
+        record = {"epoch": s.epoch + 1, "step": s.step, "lr": self.optimizer.lr,
+                  "train_loss": s.loss_sum / max(s.seen, 1)}
+        for k, e in s.error_sums.items():
+            record[f"train_top{k}"] = e / max(s.seen, 1)
+        record["seconds"] = s.seconds
+        record["images_per_s"] = s.seen / s.seconds if s.seconds else None
+        if self.evaluate is not None:
+            record.update(self.evaluate(self.model))
+        if self.schedule is not None and hasattr(self.schedule, "step"):
+            metric = record.get(self.schedule_metric)
+            if metric is None:
+                raise KeyError(f"schedule watches '{self.schedule_metric}', which the epoch "
+                               f"record lacks; it has {sorted(record)}")
+            self.schedule.step(metric)
+        s.history.append(record)
+        s.epoch += 1
+        s.batch, s.loss_sum, s.error_sums, s.seen, s.seconds = 0, 0.0, {}, 0, 0.0
+        if self.stop is not None and self.stop(s.history):
+            s.finished = True
+        self.save()
+        self._write_metrics()
+        return record
+
+    def _checkpoint_due(self) -> bool:
+        cfg = self.cfg
+        if cfg.checkpoint_steps and self.state.step % cfg.checkpoint_steps == 0:
+            return True
+        return time.monotonic() - self._last_save > 60 * cfg.checkpoint_minutes
+
+    def _check_finite(self, value):
+        s = self.state
+        if s.first_loss is None:
+            s.first_loss = value
+        bad = not math.isfinite(value)
+        exploded = math.isfinite(value) and value > self.cfg.explode_factor * max(s.first_loss, 1e-3)
+        if bad or exploded:
+            where = (f"the last good checkpoint is {self.checkpoint_path}"
+                     if self.checkpoint_path.exists() else "no checkpoint was written yet")
+            raise TrainingDiverged(
+                f"loss {'is ' + str(value) if bad else f'exploded to {value:.4g}'} at epoch "
+                f"{s.epoch + 1}, batch {s.batch + 1} (step {s.step + 1}); {where}. "
+                f"Lower the learning rate (it is {self.optimizer.lr:g}) and resume, or restart.")
+
+    def _write_metrics(self):
+        """metrics.jsonl: one line per finished epoch, rewritten from the checkpointed history."""
+        path = self.out / METRICS
+        tmp = path.with_suffix(".jsonl.tmp")
+        with open(tmp, "w") as f:
+            for record in self.state.history:
+                f.write(json.dumps(record) + "\n")
+        os.replace(tmp, path)
+
+
+def _short(record):
+    keys = [k for k in ("train_loss", "train_top1", "val_top1", "val_top5", "lr") if k in record]
+    return ", ".join(f"{k}={record[k]:.4g}" for k in keys)
+
+
+def read_metrics(out_dir) -> list:
+    path = Path(out_dir) / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,119 @@
+"""Training: the loop learns, checkpoints resume the identical run after a
+SIGKILL, and a diverging loss stops cleanly keeping the last good state."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl import Tensor, nn, optim
+from alexnet.data.arrays import ArrayBatches
+from alexnet.evaluate import evaluate, topk_errors
+from alexnet.train import TrainConfig, Trainer, TrainingDiverged, read_metrics
+
+SCRIPT = Path(__file__).with_name("_train_script.py")
+
+
+def run_script(out, *extra):
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    return subprocess.run([sys.executable, str(SCRIPT), str(out), *extra], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path):
+    straight = run_script(tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    killed = run_script(tmp_path / "killed", "--kill-at", "1", "3")
+    assert killed.returncode == -signal.SIGKILL
+    state = minidl.serialize.load(tmp_path / "killed" / "checkpoint.npz")
+    assert (state["train"]["epoch"], state["train"]["batch"]) == (1, 3)   # mid-epoch
+    resumed = run_script(tmp_path / "killed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = minidl.serialize.load(tmp_path / "straight" / "final.npz")
+    b = minidl.serialize.load(tmp_path / "killed" / "final.npz")
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)     # bit for bit
+    # and the metrics of the interrupted epoch are those of the straight run
+    def untimed(records):
+        return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")}
+                for r in records]
+    assert untimed(read_metrics(tmp_path / "straight")) == untimed(read_metrics(tmp_path / "killed"))
+
+
+def small_problem(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, 3, 8, 8), dtype=np.uint8)
+    y = rng.integers(0, 4, n)
+    x[np.arange(n), 0, 0, y] = 255              # the label is written into the image
+    return x, y
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 8 * 8, 4, weight_std=0.001)
+
+    def forward(self, x):
+        return self.fc(minidl.functions.flatten(x))
+
+
+def test_training_drives_the_training_error_of_a_small_set_down(tmp_path):
+    x, y = small_problem()
+    model = Tiny()
+    opt = optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=0)
+    batches = ArrayBatches(x, y, x.mean(axis=0), batch_size=16)
+    history = Trainer(model, opt, batches, tmp_path, TrainConfig(max_epochs=15, topk=(1,),
+                                                                 progress=False)).fit()
+    assert history[0]["train_top1"] > 0.4
+    assert history[-1]["train_top1"] < 0.05
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 15 and json.loads(lines[-1])["epoch"] == 15
+
+
+def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    x, y = small_problem()
+    model = Tiny()
+    opt = optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=0)
+    trainer = Trainer(model, opt, ArrayBatches(x, y, x.mean(axis=0), batch_size=16), tmp_path,
+                      TrainConfig(max_epochs=1, topk=(1,), progress=False))
+    trainer.fit()
+    good = minidl.serialize.load(trainer.checkpoint_path)
+    opt.lr = 1e6                                       # blow it up
+    trainer.cfg.max_epochs = 5
+    with pytest.raises(TrainingDiverged, match=r"(exploded|nan|inf).*last good checkpoint"):
+        trainer.fit()
+    after = minidl.serialize.load(trainer.checkpoint_path)
+    np.testing.assert_array_equal(after["model"]["fc.weight"], good["model"]["fc.weight"])
+
+
+def test_topk_errors_on_known_predictions():
+    scores = np.array([[0.1, 0.5, 0.2, 0.15, 0.05, 0.0],     # label 1: top-1 right
+                       [0.3, 0.25, 0.2, 0.1, 0.1, 0.05],     # label 4: 4th/5th (tie) -> top-5 right
+                       [0.6, 0.1, 0.1, 0.1, 0.05, 0.01]])    # label 5: last -> both wrong
+    labels = np.array([1, 4, 5])
+    assert topk_errors(scores, labels, (1, 5)) == {1: 2, 5: 1}
+    with pytest.raises(ValueError, match="expected scores"):
+        topk_errors(scores, labels[:2])
+
+
+def test_evaluate_averages_patches_before_deciding():
+    class Fixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(np.zeros(1))
+        def forward(self, x):   # logits straight from the "image"
+            return Tensor(x.data.reshape(len(x.data), -1)[:, :3], device=x.device)
+    # two patches of one image: patch 1 says class 0 weakly, patch 2 says class 2 strongly
+    x = np.zeros((1, 2, 3, 1, 1), np.float32)
+    x[0, 0, :, 0, 0] = [1.0, 0.0, 0.9]
+    x[0, 1, :, 0, 0] = [0.0, 0.0, 5.0]
+    r = evaluate(Fixed(), [(x, np.array([2]))], device="cpu", ks=(1,))
+    assert r["top1"] == 0.0 and r["n"] == 1
+    r = evaluate(Fixed(), [(x[:, 0], np.array([2]))], device="cpu", ks=(1,))
+    assert r["top1"] == 1.0          # the first patch alone gets it wrong
