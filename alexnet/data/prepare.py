@@ -1,0 +1,414 @@
+"""The paper's preprocessing, done once (Section 2), into a cache the loader maps.
+
+    "we down-sampled the images to a fixed resolution of 256 x 256. Given a
+    rectangular image, we first rescaled the image such that the shorter side was
+    of length 256, and then cropped out the central 256x256 patch."
+
+`prepare(src, out)` decodes every image in worker processes and writes:
+
+    OUT/manifest.json        classes (WNIDs, words), per-split counts, source, settings
+    OUT/train_images.npy     (N, 256, 256, 3) uint8, memory-mappable (np.load(mmap_mode="r"))
+    OUT/train_labels.npy     (N,) int64 class index; -1 marks a row whose file was skipped
+    OUT/train_files.txt      row i's file name (relative to the source)
+    OUT/val_images.npy, val_labels.npy, val_files.txt   the same for val (and test)
+    OUT/mean.npy             (256, 256, 3) float32 mean image of the training set, 0..255
+    OUT/pca.npz              eigvals (3,), eigvecs (3, 3) (columns, descending), cov (3, 3),
+                             mean_rgb (3,) of the training pixels, in units of pixel/255
+    OUT/report.json          skipped files (row, name, error) and refused archive members
+
+Resumable: rows are preallocated; each finished chunk of rows is recorded (with
+its exact integer sums for the mean and the covariance) in a progress file that
+is replaced atomically, so an interrupted run redoes only unrecorded chunks.
+Everything is exact integer arithmetic until the final division, so the mean and
+PCA do not depend on the number of workers or on interruptions.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .imagenet import Listing, find_devkit, find_split, load_devkit, read_bytes
+
+CACHE_VERSION = 1
+SIZE = 256
+RESAMPLE = Image.BICUBIC  # antialiased when shrinking (Pillow scales the kernel support)
+
+
+# --------------------------------------------------------------------------- one image
+
+def load_image(data: bytes, size: int = SIZE, exif_transpose: bool = False) -> np.ndarray:
+    """Encoded image bytes -> (size, size, 3) uint8: shorter side to `size`, central crop.
+
+    - JPEG draft mode: libjpeg decodes at 1/2, 1/4 or 1/8 scale when the image is
+      at least that many times larger than `size` on both sides (the shorter side
+      never drops below `size`), which is much faster for big photos.
+    - Any mode (grayscale L, CMYK, palette, RGBA) -> RGB. Pillow identifies the
+      format from the bytes, so a PNG named .JPEG is fine.
+    - EXIF orientation is ignored by default, like the tools ImageNet models were
+      trained and evaluated with (the stored pixels in file order).
+    - Resize and crop are one Pillow call: resizing the central square `box` of
+      the source to size x size is the same as scaling the shorter side to `size`
+      and cropping the centre, without rounding the intermediate size.
+    Raises on a truncated or corrupt file (Pillow's LOAD_TRUNCATED_IMAGES is left
+    False: a half-grey image is worse than a skipped one).
+    """
+    img = Image.open(io.BytesIO(data))
+    img.draft("RGB", (size, size))
+    if exif_transpose:
+        img = ImageOps.exif_transpose(img)
+    img = img.convert("RGB")
+    w, h = img.size
+    s = min(w, h)
+    box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
+    return np.asarray(img.resize((size, size), RESAMPLE, box=box))
+
+
+# --------------------------------------------------------------------------- worker side
+
+_W = {}  # per-process state: the output file, opened once
+
+
+def _init_worker(images_path, data_offset, source, size, exif_transpose, stats, child=True):
+    if child:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+        warnings.simplefilter("ignore")  # Pillow's EXIF/metadata warnings would break the bar
+    # No I/O here: a failing initializer makes Pool respawn workers forever, while an
+    # error inside a task reaches the parent as an exception.
+    _W.update(path=images_path, offset=data_offset, source=source,
+              size=size, exif=exif_transpose, stats=stats)
+
+
+def _do_chunk(task):
+    """Decode rows [start, start + len(names)) and write them into the cache file.
+
+    Returns the chunk's exact statistics: the integer sum image, the sum of RGB
+    values and of their outer products (for the mean and covariance), and the
+    skipped rows. The rows are on disk (fdatasync) before the chunk is reported.
+    """
+    chunk, start, names, offsets, sizes = task
+    w, size = _W, _W["size"]
+    row_bytes = size * size * 3
+    out = np.zeros((len(names), size, size, 3), np.uint8)  # skipped rows stay zero
+    sum_image = np.zeros((size, size, 3), np.int64)
+    sum_rgb, sum_outer, count = np.zeros(3), np.zeros((3, 3)), 0
+    skipped = []
+    for k, name in enumerate(names):
+        try:
+            data = read_bytes(w["source"], name, None if offsets is None else int(offsets[k]),
+                              None if sizes is None else int(sizes[k]))
+            out[k] = load_image(data, size, w["exif"])
+        except Exception as e:  # noqa: BLE001 - any undecodable file is skipped and reported
+            why = "not an image format Pillow knows" if isinstance(e, UnidentifiedImageError) else e
+            skipped.append((start + k, name, f"{type(e).__name__}: {why}"))
+            continue
+        if w["stats"]:
+            x = out[k].reshape(-1, 3).astype(np.float64)  # (size*size, 3) integers: sums are exact
+            sum_image += out[k]
+            sum_rgb += x.sum(0)
+            sum_outer += x.T @ x  # per chunk < 2**53 for chunks below ~2 million images
+            count += 1
+    if "fd" not in w:
+        w["fd"] = os.open(w["path"], os.O_RDWR)
+    os.pwrite(w["fd"], out.tobytes(), w["offset"] + start * row_bytes)
+    (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(w["fd"])
+    stats = None
+    if w["stats"]:
+        stats = (sum_image, sum_rgb.astype(np.int64), sum_outer.astype(np.int64), count)
+    return chunk, stats, skipped
+
+
+# --------------------------------------------------------------------------- one split
+
+def _atomic_write(path, write):
+    """Write via a temporary file and os.replace, so `path` is always whole."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fingerprint(listing, size, chunk_size, exif_transpose):
+    h = hashlib.sha1(f"{CACHE_VERSION} {size} {chunk_size} {exif_transpose} {len(listing)}".encode())
+    for name, label in zip(listing.names, listing.labels.tolist()):
+        h.update(f"{name}\t{label}\n".encode())
+    return h.hexdigest()
+
+
+class _Progress:
+    """Done chunks and the running integer sums, saved atomically to one .npz file."""
+
+    def __init__(self, path, n_chunks, size, fingerprint):
+        self.path, self.fingerprint = Path(path), fingerprint
+        self.done = np.zeros(n_chunks, bool)
+        self.sum_image = np.zeros((size, size, 3), np.int64)
+        self.sum_rgb = np.zeros(3, np.int64)
+        self.sum_outer = np.zeros((3, 3), np.int64)
+        self.count = 0
+        self.skipped = []
+
+    def load(self):
+        """Resume from the file if it belongs to the same listing; True if it did."""
+        if not self.path.exists():
+            return False
+        with np.load(self.path) as z:
+            if str(z["fingerprint"]) != self.fingerprint or z["done"].shape != self.done.shape:
+                return False
+            self.done, self.sum_image = z["done"].copy(), z["sum_image"].copy()
+            self.sum_rgb, self.sum_outer = z["sum_rgb"].copy(), z["sum_outer"].copy()
+            self.count = int(z["count"])
+            self.skipped = [tuple(s) for s in json.loads(str(z["skipped"]))]
+        return True
+
+    def add(self, chunk, stats, skipped):
+        self.done[chunk] = True
+        self.skipped += skipped
+        if stats is not None:
+            self.sum_image += stats[0]
+            self.sum_rgb += stats[1]
+            self.sum_outer += stats[2]
+            self.count += stats[3]
+
+    def save(self):
+        _atomic_write(self.path, lambda f: np.savez(
+            f, fingerprint=self.fingerprint, done=self.done, sum_image=self.sum_image,
+            sum_rgb=self.sum_rgb, sum_outer=self.sum_outer, count=self.count,
+            skipped=json.dumps(self.skipped)))
+
+
+def rgb_pca(sum_rgb, sum_outer, count):
+    """Eigen-decomposition of the 3x3 covariance of RGB pixel values (Section 4.1).
+
+    sum_rgb (3,) and sum_outer (3, 3) are sums of x and x x^T over `count` pixels x
+    in 0..255. Returns (eigvals (3,) descending, eigvecs (3, 3) with eigenvector i
+    in column i, cov (3, 3), mean (3,)), in units of pixel/255 (values in [0, 1]):
+    the units in which alpha_i * lambda_i with alpha_i ~ N(0, 0.1) is a small
+    colour shift (on ImageNet lambda_1 is about 0.2, a shift of a few grey levels).
+    """
+    mean = np.asarray(sum_rgb, np.float64) / count
+    cov = np.asarray(sum_outer, np.float64) / count - np.outer(mean, mean)
+    cov, mean = cov / 255.0 ** 2, mean / 255.0
+    eigvals, eigvecs = np.linalg.eigh(cov)
+    eigvals, eigvecs = eigvals[::-1].copy(), eigvecs[:, ::-1].copy()
+    signs = np.sign(eigvecs[np.abs(eigvecs).argmax(0), range(3)])  # largest entry positive
+    return eigvals, eigvecs * signs, cov, mean
+
+
+def default_context():
+    """How worker processes start: "forkserver" on Linux (no inherited threads, CUDA
+    contexts or locks), "spawn" elsewhere; "fork" when the main program is stdin,
+    which the other two cannot re-import."""
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main is not None and not os.path.exists(main) and hasattr(os, "fork"):
+        return "fork"
+    return "forkserver" if sys.platform.startswith("linux") else "spawn"
+
+
+def _prepare_split(listing: Listing, out: Path, split, size, chunk_size, workers,
+                   exif_transpose, progress, max_chunks, context, fp):
+    """Fill OUT/{split}_images.npy; returns (complete, progress state)."""
+    n = len(listing)
+    images_path = out / f"{split}_images.npy"
+    n_chunks = -(-n // chunk_size)
+    state = _Progress(out / f".{split}_progress.npz", n_chunks, size, fp)
+    resumed = state.load() and images_path.exists()
+    if not resumed:
+        state = _Progress(state.path, n_chunks, size, fp)
+        np.lib.format.open_memmap(images_path, "w+", np.uint8, (n, size, size, 3)).flush()
+        (out / f"{split}_files.txt").write_text("".join(f"{s}\n" for s in listing.names))
+        state.save()
+    data_offset = np.load(images_path, mmap_mode="r").offset
+    stats = split == "train"
+    todo = [c for c in range(n_chunks) if not state.done[c]]
+    if max_chunks is not None:
+        todo = todo[:max_chunks]
+    tasks = ((c, c * chunk_size, listing.names[c * chunk_size:(c + 1) * chunk_size],
+              None if listing.offsets is None else listing.offsets[c * chunk_size:(c + 1) * chunk_size],
+              None if listing.sizes is None else listing.sizes[c * chunk_size:(c + 1) * chunk_size])
+             for c in todo)
+    initargs = (str(images_path), data_offset, listing.root, size, exif_transpose, stats)
+    done_rows = sum(min(chunk_size, n - c * chunk_size) for c in np.flatnonzero(state.done))
+    from tqdm import tqdm
+    bar = tqdm(total=n, initial=done_rows, desc=f"prepare {split}", unit="img",
+               disable=not progress, smoothing=0.05)
+    pool = None
+    last_save = time.monotonic()
+    try:
+        if workers == 0:
+            _init_worker(*initargs, child=False)
+            results = map(_do_chunk, tasks)
+        else:
+            pool = mp.get_context(context or default_context()).Pool(
+                workers, initializer=_init_worker, initargs=initargs)
+            results = pool.imap_unordered(_do_chunk, tasks)
+        for chunk, chunk_stats, skipped in results:
+            state.add(chunk, chunk_stats, skipped)
+            bar.update(min(chunk_size, n - chunk * chunk_size))
+            if time.monotonic() - last_save > 1.0:
+                state.save()
+                last_save = time.monotonic()
+    finally:
+        state.save()  # whatever finished is kept, also on Ctrl-C
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        if workers == 0:
+            os.close(_W.pop("fd")) if "fd" in _W else None
+            _W.clear()
+    return bool(state.done.all()), state
+
+
+# --------------------------------------------------------------------------- the entry point
+
+def prepare(src, out, workers=None, splits=("train", "val"), size=SIZE, chunk_size=256,
+            devkit=None, exif_transpose=False, progress=True, max_chunks=None, context=None):
+    """Build the 256x256 cache of ILSVRC under `out` from `src` (Section 2).
+
+    src:        a folder with ``train/`` and ``val/`` (WNID subfolders, or a flat val
+                with the devkit), or with ``ILSVRC2012_img_train.tar``,
+                ``ILSVRC2012_img_val.tar`` and the devkit (folder or .tar.gz).
+    out:        the cache folder (created). Running again resumes an interrupted
+                run, and skips splits that are already complete.
+    workers:    decoding processes (default: all CPUs); 0 decodes in this process.
+    splits:     which splits to prepare; the class list always comes from train
+                when it is present (or from an earlier manifest, or the devkit).
+    chunk_size: images per unit of work and of resumption.
+    devkit:     devkit folder or archive (default: one found in src).
+    exif_transpose: apply EXIF orientation (default False: ignored, as ImageNet tools did).
+    max_chunks: stop after this many new chunks per split (a partial run, e.g. for
+                tests or time-sliced jobs; run again to continue).
+    Returns the manifest (a dict), also written to OUT/manifest.json; its
+    ``splits[s]["complete"]`` says whether split s is finished.
+    """
+    src, out = Path(src).resolve(), Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    if manifest and (manifest.get("version") != CACHE_VERSION or manifest.get("size") != size):
+        raise ValueError(f"{out} holds a cache of version {manifest.get('version')}, size "
+                         f"{manifest.get('size')}; wanted version {CACHE_VERSION}, size {size}: "
+                         "choose another OUT folder")
+    manifest.update(format="alexnet-ilsvrc-cache", version=CACHE_VERSION, size=size,
+                    source=str(src.resolve()), exif_transpose=exif_transpose,
+                    resize=f"shorter side to {size} (Pillow bicubic, JPEG draft), central crop")
+    manifest.setdefault("splits", {})
+    report_path = out / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    wnids = manifest.get("wnids")
+    kit_path = devkit or find_devkit(src)
+    words = load_devkit(kit_path).words if kit_path else {}
+    order = sorted(splits, key=lambda s: s != "train")  # train first: it fixes the classes
+    for split in order:
+        listing = find_split(src, split, wnids=wnids if split != "train" else None, devkit=kit_path)
+        if wnids is not None and split == "train" and listing.wnids != wnids:
+            raise ValueError(f"{out}: the cache's classes differ from {src}/train's; use a new OUT")
+        wnids = listing.wnids
+        manifest["wnids"] = wnids
+        manifest["words"] = [words.get(w, "") for w in wnids]
+        fp = _fingerprint(listing, size, chunk_size, exif_transpose)
+        entry = manifest["splits"].get(split)
+        if entry and entry.get("complete") and entry.get("fingerprint") == fp:
+            continue  # already prepared from the same files
+        complete, state = _prepare_split(listing, out, split, size, chunk_size, workers,
+                                         exif_transpose, progress, max_chunks, context, fp)
+        skipped = sorted(state.skipped)
+        manifest["splits"][split] = dict(
+            count=len(listing), valid=len(listing) - len(skipped), skipped=len(skipped),
+            complete=complete, fingerprint=fp, layout=listing.layout, root=listing.root,
+            images=f"{split}_images.npy", labels=f"{split}_labels.npy", files=f"{split}_files.txt")
+        report[split] = dict(skipped=[dict(row=r, file=f, error=e) for r, f, e in skipped],
+                             refused_archive_members=[dict(member=m, reason=r) for m, r in listing.rejected])
+        if complete:
+            labels = listing.labels.copy()
+            labels[[r for r, _, _ in skipped]] = -1
+            _atomic_write(out / f"{split}_labels.npy", lambda f: np.save(f, labels))
+            if split == "train":
+                if state.count == 0:
+                    raise ValueError(f"{src}: no training image could be decoded; see {report_path}")
+                mean = (state.sum_image / state.count).astype(np.float32)
+                pixels = state.count * size * size
+                eigvals, eigvecs, cov, mean_rgb = rgb_pca(state.sum_rgb, state.sum_outer, pixels)
+                _atomic_write(out / "mean.npy", lambda f: np.save(f, mean))
+                _atomic_write(out / "pca.npz", lambda f: np.savez(
+                    f, eigvals=eigvals, eigvecs=eigvecs, cov=cov, mean_rgb=mean_rgb, pixels=pixels))
+                manifest["mean"] = "mean.npy (256x256x3 float32, pixel values 0..255)"
+                manifest["pca"] = dict(file="pca.npz", units="pixel/255 (values in [0, 1])",
+                                       eigvals=eigvals.tolist(), eigvecs=eigvecs.tolist())
+            state.path.unlink()
+        _atomic_write(report_path, lambda f: f.write(json.dumps(report, indent=1).encode()))
+        _atomic_write(manifest_path, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    return manifest
+
+
+# --------------------------------------------------------------------------- reading it back
+
+@dataclass
+class CacheSplit:
+    """One split of the cache, ready for the loader.
+
+    images: (N, 256, 256, 3) uint8 (a read-only memmap when opened from disk)
+    labels: (N,) int64, -1 for skipped rows
+    rows:   (M,) int64 the usable rows (label >= 0): the loader draws from these
+    mean:   (256, 256, 3) float32 training mean image, 0..255, or None
+    eigvals (3,), eigvecs (3, 3): RGB PCA of the training pixels in pixel/255 units, or None
+    Pickles as (path, split) when it came from disk, so worker processes map the
+    file themselves instead of receiving a copy.
+    """
+    images: np.ndarray
+    labels: np.ndarray
+    mean: np.ndarray | None = None
+    eigvals: np.ndarray | None = None
+    eigvecs: np.ndarray | None = None
+    wnids: list | None = None
+    words: list | None = None
+    path: str | None = None
+    split: str | None = None
+
+    def __post_init__(self):
+        self.labels = np.asarray(self.labels, np.int64)
+        self.rows = np.flatnonzero(self.labels >= 0)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __reduce_ex__(self, protocol):
+        if self.path is not None:
+            return open_split, (self.path, self.split)
+        return super().__reduce_ex__(protocol)
+
+
+def open_split(cache, split="train") -> CacheSplit:
+    """Map one split of a prepared cache (see the module docstring for the files)."""
+    cache = Path(cache)
+    manifest_path = cache / "manifest.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{cache}: no manifest.json; build the cache with `alexnet prepare SRC {cache}`")
+    manifest = json.loads(manifest_path.read_text())
+    entry = manifest.get("splits", {}).get(split)
+    if not entry or not entry.get("complete"):
+        raise FileNotFoundError(f"{cache}: split {split!r} is {'incomplete' if entry else 'absent'} "
+                                f"(have: {sorted(manifest.get('splits', {}))}); run prepare again to finish it")
+    mean = np.load(cache / "mean.npy") if (cache / "mean.npy").exists() else None
+    eigvals = eigvecs = None
+    if (cache / "pca.npz").exists():
+        with np.load(cache / "pca.npz") as z:
+            eigvals, eigvecs = z["eigvals"], z["eigvecs"]
+    return CacheSplit(np.load(cache / entry["images"], mmap_mode="r"), np.load(cache / entry["labels"]),
+                      mean, eigvals, eigvecs, manifest.get("wnids"), manifest.get("words"),
+                      str(cache), split)
