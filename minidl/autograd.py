@@ -14,7 +14,9 @@ Two classes carry the whole chain rule:
 before the ops that read them) and walks that list in reverse, handing
 each function the gradient of its outputs and collecting the gradients of
 its inputs. A tensor read by several ops receives the sum of their
-gradients. Once walked, a function drops what it kept, so the activations
+gradients. A recorded function holds its inputs only as edges of the graph
+(which op made them, their shape), not their arrays: what its backward
+needs, it keeps on itself, so nothing else stays alive until backward. Once walked, a function drops what it kept, so the activations
 of a training step are freed as soon as backward has used them.
 
 A worked example, with every intermediate value, is in docs/autograd.md.
@@ -287,7 +289,7 @@ class Function:
     op that crosses devices.
     """
 
-    inputs = None          # set when recorded: the input tensors
+    inputs = None          # set when recorded: leaf tensors, and an _Edge for the rest
     output_meta = ()       # (shape, dtype) of each output, for zero gradients
     needs_input_grad = ()
 
@@ -304,7 +306,11 @@ class Function:
         single = not isinstance(ys, tuple)
         outs = [_wrap(y, self.device, record) for y in ((ys,) if single else ys)]
         if record:
-            self.inputs = inputs
+            # Keep the graph, not the inputs' arrays: what backward needs of an
+            # array, the op keeps itself (ReLU keeps y, not x). Leaves that want
+            # a gradient stay as they are, to receive it.
+            self.inputs = [x if x.creator is None and x.requires_grad else _Edge(x)
+                           for x in inputs]
             self.output_meta = [(o.shape, o.dtype) for o in outs]
             for i, o in enumerate(outs):
                 o.creator, o.creator_index = self, i
@@ -332,6 +338,18 @@ class Function:
         meta = self.output_meta
         self.__dict__.clear()
         self.inputs, self.output_meta = None, meta
+
+
+class _Edge:
+    """A recorded input without its array: which op made it, its shape, and whether
+    it wants a gradient. Holding the array would keep every intermediate alive
+    until backward, even those no op needs (a conv's output before its ReLU)."""
+
+    __slots__ = ("creator", "creator_index", "requires_grad", "shape")
+
+    def __init__(self, x: Tensor):
+        self.creator, self.creator_index = x.creator, x.creator_index
+        self.requires_grad, self.shape = x.requires_grad, x.shape
 
 
 def _wrap(array, device, requires_grad):
