@@ -22,7 +22,6 @@ the bytes):
 """
 from __future__ import annotations
 
-import io
 import os
 import re
 import struct
