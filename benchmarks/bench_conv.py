@@ -16,16 +16,31 @@ comparison only; minidl never imports torch).
 
     python -m benchmarks.bench_conv                  # batch 16 and 128, + CIFAR
     python -m benchmarks.bench_conv --batch 16       # quicker
+    python -m benchmarks.bench_conv --threads 1 --cpu-time   # on a busy shared machine
+
+On a machine shared with other jobs, wall times of multi-threaded BLAS swing
+10x (a GEMM thread waiting for a descheduled partner); ``--threads 1
+--cpu-time`` runs everything on one thread and counts CPU time, which other
+jobs barely disturb: the ratio then says how much work the copies add.
 Writes benchmarks/results/bench_conv.json.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import time
 
-import numpy as np
+if "--threads" in sys.argv:  # BLAS reads its thread count once, when numpy loads
+    _n = sys.argv[sys.argv.index("--threads") + 1]
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = _n
 
-from benchmarks.common import median_time, report
-from minidl.functions.conv import Convolution
+import numpy as np  # noqa: E402
+
+from benchmarks.common import median_time, report  # noqa: E402
+from minidl.functions import conv as conv_module  # noqa: E402
+from minidl.functions.conv import Convolution  # noqa: E402
 
 # name, C, H, W, C_out, KH, KW, stride, pad, groups, needs dx
 ALEXNET = [
@@ -85,13 +100,23 @@ def bench_layer(spec, N, repeat, use_torch):
     return row
 
 
+CPU_TIME = False  # --cpu-time: time.process_time instead of wall time
+
+
 def interleaved(fns, repeat):
     """Median time of each fn, the samples taken in turns (ours, gemm, torch, ours, ...)
     so that a burst of load from other processes hits all of them alike."""
     for fn in fns:
         fn()  # warm-up: workspaces, page faults, BLAS threads
-    samples = [[median_time(fn, repeat=1, warmup=0) for fn in fns] for _ in range(repeat)]
+    samples = [[cpu_time(fn) if CPU_TIME else median_time(fn, repeat=1, warmup=0)
+                for fn in fns] for _ in range(repeat)]
     return [float(np.median(col)) for col in zip(*samples)]
+
+
+def cpu_time(fn):
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
 
 
 def torch_conv(x, W, b, gy, s, p, G, need_x):
@@ -127,11 +152,21 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=5, help="timed repeats per measurement")
     ap.add_argument("--only", choices=["alexnet", "cifar"], help="run one of the two nets")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
+    ap.add_argument("--threads", type=int, help="threads for BLAS, conv's copies and torch "
+                    "(default: all cores)")
+    ap.add_argument("--cpu-time", action="store_true", help="count CPU time, not wall time "
+                    "(meaningful with --threads 1 on a busy machine)")
     args = ap.parse_args(argv)
+    global CPU_TIME
+    CPU_TIME = args.cpu_time
+    if args.threads:
+        conv_module._THREADS = args.threads
     use_torch = not args.no_torch
     if use_torch:
         try:
-            import torch  # noqa: F401
+            import torch
+            if args.threads:
+                torch.set_num_threads(args.threads)
         except ImportError:
             use_torch = False
 
@@ -147,9 +182,11 @@ def main(argv=None):
     columns = ["layer", "batch", "ours_ms", "gemm_ms", "ours/gemm"]
     if use_torch:
         columns += ["torch_ms", "ours/torch"]
+    clock = "CPU time" if CPU_TIME else "wall time"
     report("bench_conv", rows, columns + ["img/s"],
-           notes="float32 forward+backward; gemm = the same matmuls alone on preallocated "
-                 "arrays; torch = torch.nn.functional.conv2d forward+backward (CPU)")
+           notes=f"float32 forward+backward, {clock}, threads={args.threads or 'all'}; "
+                 "gemm = the same matmuls alone on preallocated arrays; torch = "
+                 "torch.nn.functional.conv2d forward+backward (CPU); img/s from ours_ms")
 
 
 if __name__ == "__main__":
