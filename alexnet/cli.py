@@ -36,6 +36,15 @@ def cmd_figure1(args):
     print(f"wrote {args.out}/figure1.png, figure1.csv, figure1.json")
 
 
+def cmd_figure1_sweep(args):
+    from .experiments import figure1_sweep
+    lrs = tuple(float(v) for v in args.lrs.split(","))
+    summary = figure1_sweep(args.data_dir, args.out, lrs=lrs, train_images=args.train_images,
+                            epochs=args.epochs, download=not args.no_download,
+                            progress=not args.no_progress)
+    print("best learning rates:", summary["best"])
+
+
 def cmd_inspect(args):
     from .inspection import inspect_image
     devices = tuple(args.devices.split(",")) if args.devices else None
@@ -65,6 +74,16 @@ def build_parser():
     f.add_argument("--no-progress", action="store_true", help="a line per epoch, no bars")
     f.add_argument("--restart", action="store_true", help="discard checkpoints in --out")
     f.set_defaults(func=cmd_figure1)
+
+    w = sub.add_parser("figure1-sweep", help="the learning-rate sweep behind Figure 1's rates")
+    w.add_argument("--data-dir", default=None)
+    w.add_argument("--out", default="runs/figure1-sweep")
+    w.add_argument("--lrs", default="0.0005,0.001,0.002,0.004,0.008")
+    w.add_argument("--train-images", type=int, default=10000)
+    w.add_argument("--epochs", type=int, default=3)
+    w.add_argument("--no-download", action="store_true")
+    w.add_argument("--no-progress", action="store_true")
+    w.set_defaults(func=cmd_figure1_sweep)
 
     i = sub.add_parser("inspect", help="step through the network on one image")
     i.add_argument("image", nargs="?", default=None,

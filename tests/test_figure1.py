@@ -1,0 +1,69 @@
+"""`alexnet figure1` end to end on synthetic CIFAR-10 batches in the official format."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alexnet import cli
+from alexnet.experiments import epochs_to_target
+
+
+def write_cifar(root, n=40, seed=0):
+    """root/cifar-10-batches-py with 5 tiny training batches and a test batch."""
+    rng = np.random.default_rng(seed)
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = rng.permutation(np.arange(n) % 10)
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        with open(d / name, "wb") as f:
+            pickle.dump({b"batch_label": b"synthetic", b"labels": [int(v) for v in labels],
+                         b"data": data, b"filenames": [b"x.png"] * n}, f, protocol=2)
+    with open(d / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)],
+                     b"num_cases_per_batch": n, b"num_vis": 3072}, f, protocol=2)
+    return root
+
+
+def test_figure1_quick_end_to_end_and_resume(tmp_path, capsys):
+    data = write_cifar(tmp_path / "data")
+    out = tmp_path / "out"
+    args = ["figure1", "--data-dir", str(data), "--out", str(out), "--quick", "--no-download",
+            "--no-progress"]
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert "relu" in text and "tanh" in text
+    with Image.open(out / "figure1.png") as im:
+        assert im.format == "PNG" and im.size[0] > 300
+    summary = json.loads((out / "figure1.json").read_text())
+    assert set(summary["runs"]) == {"relu", "tanh"}
+    for run in summary["runs"].values():
+        assert run["epochs_run"] == 3 and len(run["train_error"]) == 3
+        assert all(0 <= e <= 1 for e in run["train_error"])
+    csv = (out / "figure1.csv").read_text().splitlines()
+    assert csv[0] == "epoch,relu_train_error,tanh_train_error" and len(csv) == 4
+    assert (out / "relu" / "checkpoint.npz").exists() and (out / "tanh" / "metrics.jsonl").exists()
+    # running it again resumes the finished runs instead of training anew
+    before = (out / "relu" / "checkpoint.npz").stat().st_mtime_ns
+    assert cli.main(args) == 0
+    assert json.loads((out / "figure1.json").read_text())["runs"]["relu"]["train_error"] == \
+        summary["runs"]["relu"]["train_error"]
+    assert (out / "relu" / "checkpoint.npz").stat().st_mtime_ns == before
+    # another configuration in the same folder is refused, not mixed in
+    assert cli.main(args + ["--lr-relu", "0.5"]) == 1
+    assert "another configuration" in capsys.readouterr().err
+
+
+def test_figure1_without_data_says_where_to_put_it(tmp_path, capsys):
+    assert cli.main(["figure1", "--data-dir", str(tmp_path / "nothing"), "--no-download",
+                     "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "cifar-10-python.tar.gz" in err and "cifar-10-batches-py" in err
+
+
+def test_epochs_to_target_interpolates():
+    assert epochs_to_target([0.6, 0.4, 0.2], 0.25) == pytest.approx(2.75)
+    assert epochs_to_target([0.2], 0.25) == 1.0
+    assert epochs_to_target([0.6, 0.5], 0.25) is None
