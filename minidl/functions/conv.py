@@ -17,20 +17,27 @@ This is the layout of the paper's own code (cuda-convnet keeps activations as
 (C, H, W, N), "CHWN"). On a CPU it makes the copies fast: for stride 1, one
 row of a window of all N images is a single contiguous run of OW*N values, so
 im2col and the additions of col2im move long runs instead of OW-sized
-fragments (NumPy's per-run overhead dominated the NCHW version: col2im was 4x
-slower). The price is a transpose of x into CHWN and of the output back to
-NCHW, arrays K/C_out times smaller than the columns.
+fragments (NumPy's per-run overhead dominated the NCHW version: col2im was 2-4x
+slower). The price is transposing x into CHWN and the output (and dy) out of
+it: arrays about KH*KW/s^2 and K/C_out times smaller than the columns.
+(With stride > 1 and several images per chunk the runs are N values long, so
+such a layer is slower; conv1, the only strided layer of the paper, has
+columns big enough for one image per chunk, where the runs are OW long.)
 
 With it, the whole convolution of group g is one GEMM:
 ``W.reshape(C_out, K)[g rows] @ cols[g rows]`` -> (C_out/groups, P*N), the rows
 of group g being the contiguous block ``g*K/groups : (g+1)*K/groups``.
 
-Speed and memory: the batch goes through in chunks of a few images whose
-columns stay in the CPU's cache; backward recomputes the columns instead of
-keeping them (conv2 of the paper at batch 128 would otherwise keep ~0.9 GB
-alive until backward); the scratch arrays (transposed input, columns, output
-chunk) are reused from one call to the next, because freshly allocated large
-arrays page-fault on every first touch.
+Speed and memory:
+* the batch goes through in chunks of a few images: >= 2048 columns per GEMM,
+  and otherwise as many images as keep the chunk's columns within ~4 MB;
+* backward recomputes the columns instead of keeping them (conv2 of the paper
+  at batch 128 would otherwise keep ~0.9 GB alive until backward);
+* the scratch arrays (transposed input, columns, output chunk) are reused from
+  one call to the next (freshly allocated large arrays page-fault on every
+  first touch): with the paper's net at batch 128 they total < 50 MB;
+* the copies around the GEMMs run on every core, split by channel blocks.
+Measured ratios against the GEMMs alone: benchmarks/bench_conv.py.
 """
 from __future__ import annotations
 
@@ -217,7 +224,7 @@ class Convolution(Function):
     Per group g, with cols = im2col(x) (K, P*N) and dy as (C_out, P*N) in the
     same column order (see the module docstring), Wg = W[g rows] (C_out/groups, K/groups):
         forward    y[g]     = Wg @ cols[g]
-        backward   dW[g]    = dy[g] @ cols[g].T
+        backward   dW[g]    = dy[g] @ cols[g].T     (computed as (cols[g] @ dy[g].T).T)
                    dcols[g] = Wg.T @ dy[g];    dx = col2im(dcols)
                    db       = sum of dy over n, oh, ow
     all of it chunk by chunk of images (dW summed over chunks).
@@ -333,36 +340,41 @@ class Convolution(Function):
         gy = gy.reshape(N, C_out, P)
 
         dx = xp.empty(x.shape, x.dtype) if need_x else None
-        dW = xp.empty((G, Og, Kg), x.dtype) if need_W else None
+
+        # dW is summed transposed, dW.T = cols @ dy.T: with the long axis P*n as the
+        # GEMM's inner dimension and dy as (P*n, C_out) this shape runs 5-40% faster in
+        # OpenBLAS than dy @ cols.T (most for the CIFAR net's 32-64 channels)
+        dWT = xp.empty((G, Kg, Og), x.dtype) if need_W else None
         db = gy.sum(axis=(0, 2)) if need_b else None
         if need_W:
-            dW_chunk = _workspace(xp, "dW", (Og, Kg), x.dtype)
+            dWT_chunk = _workspace(xp, "dW", (Kg, Og), x.dtype)
         for i0 in range(0, N, chunk) if (need_x or need_W) else ():
             i1 = min(N, i0 + chunk)
             n = i1 - i0
-            gyc = _workspace(xp, "gy", (C_out, P * n), x.dtype)            # (C_out, P*n)
+            gyT = _workspace(xp, "gy", (P * n, C_out), x.dtype)       # (P*n, C_out)
 
-            def read_gy(o, gyc=gyc.reshape(C_out, P, n), i0=i0, i1=i1):    # CHWN
-                gyc[o] = gy[i0:i1, o].transpose(1, 2, 0)
+            def read_gy(o, gyT=gyT.reshape(P, n, C_out), i0=i0, i1=i1):
+                gyT[:, :, o] = gy[i0:i1, o].transpose(2, 0, 1)
             _by_channel_blocks(xp, C_out, read_gy)
             if need_W:
                 cols = self._cols(x[i0:i1], geo)       # recomputed, not kept from forward
                 for g in range(G):
-                    dWg = dW[g] if i0 == 0 else dW_chunk
-                    xp.matmul(gyc[g * Og:(g + 1) * Og], cols[g * Kg:(g + 1) * Kg].T, out=dWg)
+                    out = dWT[g] if i0 == 0 else dWT_chunk
+                    xp.matmul(cols[g * Kg:(g + 1) * Kg], gyT[:, g * Og:(g + 1) * Og], out=out)
                     if i0:
-                        dW[g] += dW_chunk
+                        dWT[g] += dWT_chunk
             if need_x:
                 dcols = _workspace(xp, "cols", (K, P * n), x.dtype)  # reuses the columns' space
                 for g in range(G):
-                    xp.matmul(Wm[g].T, gyc[g * Og:(g + 1) * Og], out=dcols[g * Kg:(g + 1) * Kg])
+                    xp.matmul(Wm[g].T, gyT[:, g * Og:(g + 1) * Og].T,
+                              out=dcols[g * Kg:(g + 1) * Kg])
                 dxt = _workspace(xp, "xt", (C, H + 2 * p, Wd + 2 * p, n), x.dtype)
 
                 def write_dx(c, dcols=dcols.reshape(C, -1), i0=i0, i1=i1):
                     _col2im_chwn(dcols[c], KH, KW, s, OH, OW, dxt[c])
                     dx[i0:i1, c] = dxt[c, p:p + H, p:p + Wd].transpose(3, 0, 1, 2)
                 _by_channel_blocks(xp, C, write_dx)
-        dW = dW.reshape(W.shape) if need_W else None
+        dW = xp.ascontiguousarray(dWT.transpose(0, 2, 1)).reshape(W.shape) if need_W else None
         return (dx, dW, db) if has_b else (dx, dW)
 
 
