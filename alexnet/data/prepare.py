@@ -102,7 +102,7 @@ def _do_chunk(task):
     row_bytes = size * size * 3
     out = np.zeros((len(names), size, size, 3), np.uint8)  # skipped rows stay zero
     sum_image = np.zeros((size, size, 3), np.int64)
-    sum_rgb, sum_outer, count = np.zeros(3), np.zeros((3, 3)), 0
+    sum_outer, count = np.zeros((3, 3), np.int64), 0
     skipped = []
     for k, name in enumerate(names):
         try:
@@ -114,19 +114,24 @@ def _do_chunk(task):
             skipped.append((start + k, name, f"{type(e).__name__}: {why}"))
             continue
         if w["stats"]:
-            x = out[k].reshape(-1, 3).astype(np.float64)  # (size*size, 3) integers: sums are exact
             sum_image += out[k]
-            sum_rgb += x.sum(0)
-            sum_outer += x.T @ x  # per chunk < 2**53 for chunks below ~2 million images
+            sum_outer += _rgb_outer_sum(out[k])
             count += 1
     if "fd" not in w:
         w["fd"] = os.open(w["path"], os.O_RDWR)
     os.pwrite(w["fd"], out.tobytes(), w["offset"] + start * row_bytes)
     (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(w["fd"])
-    stats = None
-    if w["stats"]:
-        stats = (sum_image, sum_rgb.astype(np.int64), sum_outer.astype(np.int64), count)
+    stats = (sum_image, sum_image.sum((0, 1)), sum_outer, count) if w["stats"] else None
     return chunk, stats, skipped
+
+
+def _rgb_outer_sum(image):
+    """sum over pixels x of x x^T, (3, 3) int64, exactly: products of 0..255 values fit
+    uint32 and numpy sums uint32 in uint64. (Six plain products beat a (3, HW) GEMM
+    here, and stay clear of BLAS threads fighting the worker processes.)"""
+    r, g, b = image.reshape(-1, 3).T.astype(np.uint32)
+    rr, rg, rb, gg, gb, bb = (int((u * v).sum()) for u, v in ((r, r), (r, g), (r, b), (g, g), (g, b), (b, b)))
+    return np.array([[rr, rg, rb], [rg, gg, gb], [rb, gb, bb]], np.int64)
 
 
 # --------------------------------------------------------------------------- one split
