@@ -27,6 +27,8 @@ def cmd_figure1(args):
         overrides["seed"] = args.seed
     if args.train_images:
         overrides["train_images"] = args.train_images
+    if args.activations:
+        overrides["activations"] = tuple(args.activations.split(","))
     from dataclasses import replace
     cfg = replace(cfg, **overrides)
     summary = figure1(args.data_dir, args.out, quick=args.quick, config=cfg,
@@ -69,6 +71,8 @@ def build_parser():
     f.add_argument("--lr-relu", type=float, default=None, help="override the tuned ReLU rate")
     f.add_argument("--lr-tanh", type=float, default=None, help="override the tuned tanh rate")
     f.add_argument("--train-images", type=int, default=None, help="a balanced training subset")
+    f.add_argument("--activations", default=None,
+                   help="comma-separated subset of relu,tanh (e.g. to train them in two processes)")
     f.add_argument("--seed", type=int, default=None)
     f.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
     f.add_argument("--no-progress", action="store_true", help="a line per epoch, no bars")

@@ -115,7 +115,10 @@ def train_cifar(data, mean, activation, cfg: Figure1Config, run_dir, progress=Tr
         r = evaluate(m, test, ks=(1,))
         return {"test_loss": r["loss"], "test_top1": r["top1"]}
 
-    meta = {"experiment": "figure1", "activation": activation, "config": asdict(cfg)}
+    # what makes this run this run (max_epochs may grow: the run then continues)
+    meta = {"experiment": "figure1", "activation": activation, "lr": cfg.lr_of(activation),
+            "target": cfg.target, "batch_size": cfg.batch_size, "momentum": cfg.momentum,
+            "train_images": cfg.train_images, "seed": cfg.seed}
     trainer = Trainer(model, opt, batches, run_dir,
                       TrainConfig(max_epochs=cfg.max_epochs, topk=(1,), progress=progress,
                                   run_name=f"figure1 {activation}"),
@@ -127,7 +130,7 @@ def train_cifar(data, mean, activation, cfg: Figure1Config, run_dir, progress=Tr
         saved = minidl.serialize.load(trainer.checkpoint_path)["meta"]
         if saved != json.loads(json.dumps(meta)):
             raise ValueError(f"{run_dir} holds a run with another configuration "
-                             f"({saved.get('config')}); use another --out, or --restart to "
+                             f"({saved}, not {meta}); use another --out, or --restart to "
                              "discard it")
         trainer.resume()
     return trainer.fit()
