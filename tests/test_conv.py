@@ -123,6 +123,22 @@ def test_threads_change_nothing(monkeypatch):
             np.testing.assert_array_equal(a, b_)
 
 
+def test_two_threads_running_convolutions_do_not_share_scratch():
+    from concurrent.futures import ThreadPoolExecutor
+    cases = [_random((2, 3, 9, 9, 4, 3, 3, 1, 1, 1), seed=s) for s in (14, 15)]
+    expected = [conv_loops(x, W, b, 1, 1) for x, W, b in cases]
+
+    def run(k):
+        x, W, b = cases[k]
+        return [conv2d(md.Tensor(x), md.Tensor(W), md.Tensor(b), pad=1).data for _ in range(20)]
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(run, [0, 1]))
+    for ys, ref in zip(results, expected):
+        for y in ys:
+            np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-10)
+
+
 def test_float32_matches_float64():
     shape = (2, 6, 9, 8, 10, 3, 3, 2, 1, 2)
     x, W, b = _random(shape, seed=1)
@@ -302,3 +318,12 @@ def test_error_bias_shape():
 def test_error_bad_hyperparameters():
     for kw in ({"stride": 0}, {"pad": -1}, {"groups": 0}, {"stride": 1.5}):
         _err(np.zeros((1, 3, 8, 8)), np.zeros((4, 3, 3, 3)), **kw)
+
+
+def test_empty_batch():
+    x = md.Tensor(np.zeros((0, 3, 8, 8)), requires_grad=True)
+    W = md.Tensor(np.ones((4, 3, 3, 3)), requires_grad=True)
+    y = conv2d(x, W, pad=1)
+    assert y.shape == (0, 4, 8, 8)
+    y.backward(np.zeros(y.shape))
+    assert x.grad.shape == x.shape and np.array_equal(W.grad, np.zeros(W.shape))

@@ -42,6 +42,7 @@ Measured ratios against the GEMMs alone: benchmarks/bench_conv.py.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -54,10 +55,10 @@ _LAYER = "conv2d"
 
 # ----------------------------------------------------------------------------
 # Scratch arrays reused between calls. NumPy only: CuPy's memory pool already
-# reuses device memory. Never returned to a caller; one of each name is in use
-# at a time (conv calls run one after another, never from two threads).
+# reuses device memory. Never returned to a caller. Per thread, so that two
+# threads running convolutions never share one.
 # ----------------------------------------------------------------------------
-_workspaces: dict = {}
+_local = threading.local()
 
 
 def _workspace(xp, name, shape, dtype):
@@ -66,16 +67,17 @@ def _workspace(xp, name, shape, dtype):
     size = int(np.prod(shape))
     if xp is not np:
         return xp.empty(shape, dtype)
+    buffers = _local.__dict__.setdefault("buffers", {})
     key = (name, np.dtype(dtype).str)
-    buf = _workspaces.get(key)
+    buf = buffers.get(key)
     if buf is None or buf.size < size:
-        buf = _workspaces[key] = np.zeros(size, dtype)  # zeros: touch the pages once, now
+        buf = buffers[key] = np.zeros(size, dtype)  # zeros: touch the pages once, now
     return buf[:size].reshape(shape)
 
 
 def clear_workspaces():
-    """Free the cached scratch arrays (they are rebuilt on the next call)."""
-    _workspaces.clear()
+    """Free this thread's scratch arrays (they are rebuilt on the next call)."""
+    _local.__dict__.pop("buffers", None)
 
 
 # ----------------------------------------------------------------------------
@@ -239,7 +241,7 @@ class Convolution(Function):
 
     # --- checks ---------------------------------------------------------------
     def _check(self, x, W, b):
-        G, s, p = self.groups, self.stride, self.pad
+        G, p = self.groups, self.pad
         for name, a in (("x", x), ("W", W)) + ((("b", b),) if b is not None else ()):
             if a.dtype.kind != "f":
                 raise ValueError(f"{_LAYER}: expected a floating-point {name}, found dtype "
@@ -281,7 +283,8 @@ class Convolution(Function):
         s, p = self.stride, self.pad
         OH, OW = _out_size(H, KH, s, p), _out_size(Wd, KW, s, p)
         K, P = C * KH * KW, OH * OW
-        chunk = min(N, max(1, -(-_CHUNK_COLUMNS // P), _CHUNK_BYTES // (K * P * x.dtype.itemsize)))
+        per_image = K * P * x.dtype.itemsize
+        chunk = max(1, min(N, max(-(-_CHUNK_COLUMNS // P), _CHUNK_BYTES // per_image)))
         return N, C, H, Wd, C_out, KH, KW, OH, OW, K, P, chunk
 
     def _cols(self, x, geo):
@@ -343,7 +346,7 @@ class Convolution(Function):
 
         # dW is summed transposed, dW.T = cols @ dy.T: OpenBLAS runs this shape 5-40%
         # faster than dy @ cols.T (most for the CIFAR net's 32-64 channels)
-        dWT = xp.empty((G, Kg, Og), x.dtype) if need_W else None
+        dWT = (xp.empty if N else xp.zeros)((G, Kg, Og), x.dtype) if need_W else None
         db = gy.sum(axis=(0, 2)) if need_b else None
         if need_W:
             dWT_chunk = _workspace(xp, "dW", (Kg, Og), x.dtype)
