@@ -449,6 +449,16 @@ def find_devkit(src):
 
 # --------------------------------------------------------------------------- one entry point
 
+def _archives(src, split):
+    return sorted(p for p in Path(src).iterdir() if p.is_file()
+                  and re.match(rf"ILSVRC\d{{4}}_im(g|ages)_{split}\.tar$", p.name))
+
+
+def has_split(src, split) -> bool:
+    """Whether SRC holds `split` in a layout `find_split` reads (a folder or an archive)."""
+    return (Path(src) / split).is_dir() or bool(_archives(src, split))
+
+
 def find_split(src, split, wnids=None, devkit=None) -> Listing:
     """The images of `split` ("train", "val" or "test") under SRC, in any supported layout.
 
@@ -461,8 +471,7 @@ def find_split(src, split, wnids=None, devkit=None) -> Listing:
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: expected a folder holding train/ and val/ or the ILSVRC archives")
     folder = src / split
-    archives = sorted(p for p in src.iterdir() if p.is_file()
-                      and re.match(rf"ILSVRC\d{{4}}_im(g|ages)_{split}\.tar$", p.name))
+    archives = _archives(src, split)
     kit = None
 
     def labels_from_devkit(filenames):

@@ -31,6 +31,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .imagenet import Listing, find_devkit, find_split, load_devkit, read_bytes
+from .imagenet import Listing, find_devkit, find_split, has_split, load_devkit, read_bytes
 
 CACHE_VERSION = 1
 SIZE = 256
@@ -84,6 +85,9 @@ def _init_worker(images_path, data_offset, source, size, exif_transpose, stats, 
     if child:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
         warnings.simplefilter("ignore")  # Pillow's EXIF/metadata warnings would break the bar
+        parent = mp.parent_process()
+        if parent is not None:  # a Pool worker outlives a SIGKILLed parent: leave with it
+            threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
     # No I/O here: a failing initializer makes Pool respawn workers forever, while an
     # error inside a task reaches the parent as an exception.
     _W.update(path=images_path, offset=data_offset, source=source,
@@ -280,7 +284,7 @@ def _prepare_split(listing: Listing, out: Path, split, size, chunk_size, workers
 
 # --------------------------------------------------------------------------- the entry point
 
-def prepare(src, out, workers=None, splits=("train", "val"), size=SIZE, chunk_size=256,
+def prepare(src, out, workers=None, splits=None, size=SIZE, chunk_size=256,
             devkit=None, exif_transpose=False, progress=True, max_chunks=None, context=None):
     """Build the 256x256 cache of ILSVRC under `out` from `src` (Section 2).
 
@@ -290,8 +294,9 @@ def prepare(src, out, workers=None, splits=("train", "val"), size=SIZE, chunk_si
     out:        the cache folder (created). Running again resumes an interrupted
                 run, and skips splits that are already complete.
     workers:    decoding processes (default: all CPUs); 0 decodes in this process.
-    splits:     which splits to prepare; the class list always comes from train
-                when it is present (or from an earlier manifest, or the devkit).
+    splits:     which splits to prepare (each must exist); default: those of "train"
+                and "val" that SRC has. The class list comes from train when it
+                is present (or from an earlier manifest, or the devkit).
     chunk_size: images per unit of work and of resumption.
     devkit:     devkit folder or archive (default: one found in src).
     exif_transpose: apply EXIF orientation (default False: ignored, as ImageNet tools did).
@@ -318,6 +323,10 @@ def prepare(src, out, workers=None, splits=("train", "val"), size=SIZE, chunk_si
     wnids = manifest.get("wnids")
     kit_path = devkit or find_devkit(src)
     words = load_devkit(kit_path).words if kit_path else {}
+    if splits is None:
+        splits = [s for s in ("train", "val") if has_split(src, s)]
+        if not splits:
+            find_split(src, "train")  # raises, saying what was expected
     order = sorted(splits, key=lambda s: s != "train")  # train first: it fixes the classes
     for split in order:
         listing = find_split(src, split, wnids=wnids if split != "train" else None, devkit=kit_path)
