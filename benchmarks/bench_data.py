@@ -172,6 +172,8 @@ def main(argv=None):
     notes = (f"img_s: images per wall-clock second; img_cpu_s: per CPU second of this process "
              f"(the per-core rate, robust to other load). ratio: reference time / this time, by CPU "
              f"time where measured, else wall (above 1 = faster than the reference). "
+             f"Worker rows are wall clock, including the workers' start-up (~0.4 s per prepare "
+             f"run: a pool of fresh processes importing numpy and Pillow), on a machine others share. "
              f"{time.time() - t0:.0f} s total; "
              f"machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.")
     report("bench_data", rows, ["case", "cores", "img_s", "img_cpu_s", "ratio"], notes)

@@ -121,10 +121,13 @@ def _do_chunk(task):
             sum_image += out[k]
             sum_outer += _rgb_outer_sum(out[k])
             count += 1
-    if "fd" not in w:
-        w["fd"] = os.open(w["path"], os.O_RDWR)
-    os.pwrite(w["fd"], out.tobytes(), w["offset"] + start * row_bytes)
-    (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(w["fd"])
+    if "file" not in w:
+        w["file"] = open(w["path"], "r+b")
+    f = w["file"]
+    f.seek(w["offset"] + start * row_bytes)
+    f.write(out.data)
+    f.flush()
+    (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(f.fileno())
     stats = (sum_image, sum_image.sum((0, 1)), sum_outer, count) if w["stats"] else None
     return chunk, stats, skipped
 
@@ -277,7 +280,7 @@ def _prepare_split(listing: Listing, out: Path, split, size, chunk_size, workers
             pool.terminate()
             pool.join()
         if workers == 0:
-            os.close(_W.pop("fd")) if "fd" in _W else None
+            _W.pop("file").close() if "file" in _W else None
             _W.clear()
     return bool(state.done.all()), state
 
