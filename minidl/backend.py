@@ -145,6 +145,8 @@ class Device:
         """Return `array` as an array of this device (a copy only when needed)."""
         if self.kind == "cuda":
             with _cupy.cuda.Device(self.index):
+                if is_cupy_array(array) and array.device.id != self.index:
+                    array = _cupy.copy(array)   # another GPU's array: a peer copy onto this one
                 return _cupy.asarray(array, dtype=dtype)
         if is_cupy_array(array):
             array = array.get()

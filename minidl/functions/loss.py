@@ -1,5 +1,5 @@
-"""Softmax and the multinomial logistic loss (Section 5: "maximizes the
-multinomial logistic regression objective")."""
+"""Softmax and the multinomial logistic loss (Section 3.5: the network
+"maximizes the multinomial logistic regression objective")."""
 from __future__ import annotations
 
 import numpy as np
