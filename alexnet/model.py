@@ -104,7 +104,10 @@ class AlexNetConfig:
                              f"the sizes after conv1/pool1/pool2/pool5 would be {self.layer_sizes()}")
 
 
-ACTIVATIONS = {"relu": F.relu, "tanh": F.tanh}
+# Every net here applies its activation to a layer's fresh output that nothing
+# else reads (conv and linear backward keep their input, not their output),
+# so ReLU overwrites it in place instead of allocating another activation.
+ACTIVATIONS = {"relu": lambda x: F.relu(x, inplace=True), "tanh": F.tanh}
 
 
 # ----------------------------------------------------------------------------

@@ -94,3 +94,19 @@ def test_linear_bad_input():
         F.linear(Tensor(np.ones((5, 4), dtype=np.int64)), Tensor(np.ones((2, 4))))
     with pytest.raises(ValueError, match=r"bias of shape \(2,\)"):
         F.linear(Tensor(np.ones((5, 4))), Tensor(np.ones((2, 4))), Tensor(np.ones(3)))
+
+
+def test_relu_in_place_overwrites_its_input_and_has_the_same_gradient(rng):
+    x = rng.standard_normal((4, 5))
+    w = Tensor(rng.standard_normal((5, 6)), requires_grad=True)
+    g = rng.standard_normal((4, 6))
+    grads = []
+    for inplace in (False, True):
+        w.grad = None
+        h = Tensor(x) @ w                        # a fresh array that only relu reads
+        y = F.relu(h, inplace=inplace)
+        assert (y.data is h.data) == inplace
+        y.backward(g)
+        grads.append(w.grad)
+    np.testing.assert_array_equal(*grads)
+    assert md.gradcheck(lambda t: F.relu(t * 1.0, inplace=True), x, tol=TOL) < TOL
