@@ -1,0 +1,335 @@
+"""One training step of the paper's net on the CPU: images/s and peak memory.
+
+A step is what `alexnet train` does per batch: forward through the two-column
+`AlexNet` (both columns on ``cpu``), softmax cross-entropy, backward, and the
+Section 5 SGD update (momentum 0.9, weight decay 0.0005) of all 60,965,224
+parameters. Input: random float32 images (N, 3, 227, 227), random labels.
+
+Measured in the same run, each configuration in its own subprocess so that
+one's memory does not count against the other's:
+
+* minidl: median seconds per step over ``--steps`` steps (after one warm-up).
+* torch (if it imports; never a dependency): the SAME architecture on
+  PyTorch CPU: conv2, conv4, conv5 as ``groups=2`` convolutions, LRN run on
+  each column's half of the channels (``local_response_norm`` divides alpha
+  by the window size, so it gets alpha = 1e-4 * 5), the same initial
+  distributions (N(0, 0.01^2), Section 5's biases), dropout 0.5 in fc6/fc7,
+  ``torch.optim.SGD(momentum=0.9, weight_decay=5e-4)``, and
+  ``torch.set_num_threads(os.cpu_count())``.
+
+Reported: img/s of each, ratio minidl / torch (above 1: minidl is faster;
+by wall time, and by CPU seconds per step, which a shared machine's load
+moves less),
+and each subprocess's resident-set high-water mark (VmHWM). Then, for one
+minidl step, where the time goes: forward and backward of every op,
+labelled by op and output shape (which names the layer), plus the SGD step
+and the autograd bookkeeping left over.
+
+    python -m benchmarks.bench_alexnet                       # batch 128, 3 steps (minutes)
+    python -m benchmarks.bench_alexnet --batch 32 --steps 2 --no-torch
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from .common import median_time, report
+
+GiB = 2 ** 30
+
+
+# ----------------------------------------------------------------------------
+# Peak memory of this process
+# ----------------------------------------------------------------------------
+def peak_rss_bytes() -> int:
+    """The resident-set high-water mark of this process (VmHWM; ru_maxrss elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024            # kB
+    except OSError:
+        pass
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb if sys.platform == "darwin" else kb * 1024        # bytes on macOS
+
+
+# ----------------------------------------------------------------------------
+# minidl
+# ----------------------------------------------------------------------------
+def minidl_step_fn(batch, seed=0):
+    """A function running one training step of minidl's AlexNet, and its optimizer."""
+    import minidl
+    from minidl import functions as F
+    from minidl.optim import SGD
+    from alexnet.model import AlexNet
+
+    rng = np.random.default_rng(seed)
+    model = AlexNet(seed=seed)
+    opt = SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005)
+    minidl.random.manual_seed(seed)
+    x = minidl.Tensor(rng.standard_normal((batch, 3, 227, 227), dtype=np.float32))
+    labels = rng.integers(0, 1000, batch)
+
+    def step():
+        loss = F.softmax_cross_entropy(model(x), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+    return step, opt
+
+
+class OpTimer:
+    """Wall time of every Function's forward and backward, keyed by op and shapes.
+
+    The key is (op, "input shape -> output shape", pass): the shapes name the
+    layer (conv3 reads 256 channels, conv4 192), and both columns of a layer
+    add up in one row.
+
+    Wraps ``forward``/``backward`` of each Function subclass for the duration of
+    a ``with`` block. Nested calls are not expected (minidl's ops call plain
+    array code, not other Functions).
+    """
+
+    def __init__(self):
+        from minidl.autograd import Function
+        self.times = defaultdict(float)
+        self.classes = _subclasses(Function)
+        self.saved = {}
+
+    def __enter__(self):
+        timer = self
+        for cls in self.classes:
+            for name in ("forward", "backward"):
+                if name not in vars(cls):
+                    continue
+                original = vars(cls)[name]
+                self.saved[cls, name] = original
+
+                def timed(fn_self, *args, _original=original, _name=name):
+                    t0 = time.perf_counter()
+                    out = _original(fn_self, *args)
+                    elapsed = time.perf_counter() - t0
+                    if _name == "forward":   # args: the input arrays
+                        x, y = args[0], (out[0] if isinstance(out, tuple) else out)
+                    else:                    # args: the output gradients
+                        x, y = fn_self.inputs[0], args[0]
+                    key = f"{_shape(x.shape)} -> {_shape(y.shape)}"
+                    timer.times[type(fn_self).__name__, key, _name] += elapsed
+                    return out
+                setattr(cls, name, timed)
+        return self
+
+    def __exit__(self, *exc):
+        for (cls, name), original in self.saved.items():
+            setattr(cls, name, original)
+
+
+def _shape(shape):
+    return "x".join(map(str, shape))
+
+
+def _subclasses(cls):
+    out = []
+    for sub in cls.__subclasses__():
+        out += [sub] + _subclasses(sub)
+    return out
+
+
+def minidl_breakdown(batch):
+    """Seconds of one (warm) minidl step, split by op, SGD and the rest."""
+    step, opt = minidl_step_fn(batch)
+    step()                                                 # warm-up (allocations, BLAS threads)
+    timer = OpTimer()
+    sgd = [0.0]
+    original_step = opt.step
+
+    def timed_step():
+        t0 = time.perf_counter()
+        original_step()
+        sgd[0] += time.perf_counter() - t0
+    opt.step = timed_step
+    with timer:
+        t0 = time.perf_counter()
+        step()
+        total = time.perf_counter() - t0
+    rows = [{"op": op, "shapes": shapes, "pass": which, "ms": 1e3 * t}
+            for (op, shapes, which), t in timer.times.items()]
+    ops = sum(timer.times.values())
+    rows += [{"op": "SGD.step", "shapes": "61M params", "pass": "update", "ms": 1e3 * sgd[0]},
+             {"op": "(autograd, python)", "shapes": "", "pass": "rest",
+              "ms": 1e3 * (total - ops - sgd[0])},
+             {"op": "TOTAL", "shapes": "", "pass": "step", "ms": 1e3 * total}]
+    return rows
+
+
+def timed_steps(step, steps):
+    """Median wall seconds per step (common.median_time) and median CPU seconds.
+
+    CPU time (this process, all its threads) is reported next to wall time:
+    on a shared machine it moves much less with the load than wall time does.
+    """
+    cpu = []
+    def timed():
+        c0 = time.process_time()
+        step()
+        cpu.append(time.process_time() - c0)
+    seconds = median_time(timed, repeat=steps, warmup=1)
+    return {"seconds": seconds, "cpu_seconds": float(np.median(cpu[1:]))}
+
+
+def run_minidl(batch, steps):
+    step, _ = minidl_step_fn(batch)
+    return {**timed_steps(step, steps), "peak_bytes": peak_rss_bytes()}
+
+
+# ----------------------------------------------------------------------------
+# PyTorch, the same architecture
+# ----------------------------------------------------------------------------
+def torch_net():
+    """AlexNet of Figure 2 in PyTorch: groups=2 convs and LRN per column's half."""
+    import torch
+    import torch.nn as tnn
+    import torch.nn.functional as TF
+
+    class GroupedAlexNetTorch(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(3, 96, 11, stride=4)
+            self.conv2 = tnn.Conv2d(96, 256, 5, padding=2, groups=2)
+            self.conv3 = tnn.Conv2d(256, 384, 3, padding=1)
+            self.conv4 = tnn.Conv2d(384, 384, 3, padding=1, groups=2)
+            self.conv5 = tnn.Conv2d(384, 256, 3, padding=1, groups=2)
+            self.fc6 = tnn.Linear(9216, 4096)
+            self.fc7 = tnn.Linear(4096, 4096)
+            self.fc8 = tnn.Linear(4096, 1000)
+            with torch.no_grad():                      # Section 5's initialisation
+                for name, m in self.named_children():
+                    m.weight.normal_(0, 0.01)
+                    m.bias.fill_(1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0)
+
+        @staticmethod
+        def lrn(x):  # per column; torch divides alpha by size, so 1e-4 * 5
+            return torch.cat([TF.local_response_norm(h, 5, alpha=5e-4, beta=0.75, k=2.0)
+                              for h in x.chunk(2, dim=1)], dim=1)
+
+        def forward(self, x):
+            pool = lambda h: TF.max_pool2d(h, 3, 2)  # noqa: E731
+            h = pool(self.lrn(TF.relu(self.conv1(x))))          # (N, 96, 27, 27)
+            h = pool(self.lrn(TF.relu(self.conv2(h))))          # (N, 256, 13, 13)
+            h = TF.relu(self.conv3(h))
+            h = TF.relu(self.conv4(h))
+            h = pool(TF.relu(self.conv5(h))).flatten(1)         # (N, 9216)
+            h = TF.dropout(TF.relu(self.fc6(h)), 0.5, self.training)
+            h = TF.dropout(TF.relu(self.fc7(h)), 0.5, self.training)
+            return self.fc8(h)                                  # (N, 1000)
+
+    return GroupedAlexNetTorch()
+
+
+def run_torch(batch, steps):
+    import torch
+    import torch.nn.functional as TF
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    net = torch_net()
+    n_params = sum(p.numel() for p in net.parameters())
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005)
+    x = torch.randn(batch, 3, 227, 227)
+    labels = torch.randint(0, 1000, (batch,))
+
+    def step():
+        loss = TF.cross_entropy(net(x), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return {**timed_steps(step, steps), "peak_bytes": peak_rss_bytes(), "params": n_params,
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+# ----------------------------------------------------------------------------
+# Driver: one subprocess per configuration
+# ----------------------------------------------------------------------------
+WORKERS = {"minidl": run_minidl, "torch": run_torch}
+
+
+def in_subprocess(worker, batch, steps):
+    cmd = [sys.executable, "-m", "benchmarks.bench_alexnet", "--worker", worker,
+           "--batch", str(batch), "--steps", str(steps)]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench_alexnet: the {worker} run failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per configuration (median)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--no-breakdown", action="store_true", help="skip the per-op breakdown")
+    p.add_argument("--worker", choices=sorted(WORKERS) + ["breakdown"], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.worker == "breakdown":
+        print(json.dumps(minidl_breakdown(args.batch)))
+        return
+    if args.worker:
+        print(json.dumps(WORKERS[args.worker](args.batch, args.steps)))
+        return
+
+    results = {"minidl": in_subprocess("minidl", args.batch, args.steps)}
+    if not args.no_torch and torch_available():
+        results["torch"] = in_subprocess("torch", args.batch, args.steps)
+    rows = []
+    for name, r in results.items():
+        rows.append({"impl": name, "batch": args.batch, "s/step": r["seconds"],
+                     "img/s": args.batch / r["seconds"], "cpu_s/step": r["cpu_seconds"],
+                     "peak_GiB": r["peak_bytes"] / GiB})
+    if "torch" in results:   # above 1: minidl is faster (by wall time; by CPU time)
+        t, m = results["torch"], results["minidl"]
+        rows[0]["vs_torch"] = t["seconds"] / m["seconds"]
+        rows[0]["vs_torch_cpu"] = t["cpu_seconds"] / m["cpu_seconds"]
+    notes = {"steps": args.steps, "cpus": os.cpu_count(),
+             "target": "minidl >= 1.0x torch img/s; minidl peak <= 3 GiB at batch 128",
+             "torch": {k: v for k, v in results.get("torch", {}).items()
+                       if k in ("torch", "threads", "params")}}
+    report(f"bench_alexnet_b{args.batch}", rows, notes=notes)
+
+    if not args.no_breakdown:
+        print("\nOne minidl step, by op (forward / backward; both columns together; the shapes name the layer):")
+        cmd = [sys.executable, "-m", "benchmarks.bench_alexnet", "--worker", "breakdown",
+               "--batch", str(args.batch)]
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"bench_alexnet: the breakdown failed:\n{done.stderr[-3000:]}")
+        brows = json.loads(done.stdout.strip().splitlines()[-1])
+        total = next(r["ms"] for r in brows if r["op"] == "TOTAL")
+        for r in brows:
+            r["share"] = r["ms"] / total
+        brows.sort(key=lambda r: (r["op"] == "TOTAL", -r["ms"]))
+        report(f"bench_alexnet_b{args.batch}_breakdown", brows,
+               columns=["op", "shapes", "pass", "ms", "share"])
+
+
+if __name__ == "__main__":
+    main()
