@@ -2,10 +2,11 @@
 
     alexnet figure1   [--data-dir D] [--out DIR] [--quick]      Figure 1: ReLU vs tanh on CIFAR-10
     alexnet inspect   [IMAGE] [--save-maps DIR]                 every layer's output for one image
-    alexnet prepare   SRC OUT                                   ImageNet -> 256x256 cache (Section 2)
+    alexnet prepare   SRC OUT [--workers N]                     ImageNet -> 256x256 cache (Section 2)
     alexnet train     --data CACHE [--out DIR] [--resume]       the paper's recipe (Section 5)
-    alexnet evaluate  CKPT --data CACHE                         top-1/top-5, centre and 10 patches
-    alexnet figures   CKPT --data CACHE                         Figures 3 and 4
+                      [--devices cuda:0,cuda:1] [--columns 2] [--schedule plateau|2012]
+    alexnet evaluate  CKPT --data CACHE [--patches both]        top-1/top-5, centre and 10 patches
+    alexnet figures   CKPT --data CACHE [--out DIR]             Figures 3 and 4 (Section 6.1)
 """
 from __future__ import annotations
 
@@ -54,6 +55,65 @@ def cmd_inspect(args):
                   checkpoint=args.checkpoint, seed=args.seed)
 
 
+def cmd_prepare(args):
+    from .data.prepare import prepare
+    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    manifest = prepare(args.src, args.out, workers=args.workers, splits=splits, size=args.size,
+                       chunk_size=args.chunk_size, devkit=args.devkit,
+                       exif_transpose=args.exif_transpose, progress=not args.no_progress,
+                       max_chunks=args.max_chunks)
+    for name, entry in manifest["splits"].items():
+        state = "complete" if entry["complete"] else "INCOMPLETE (run the command again)"
+        print(f"{name}: {entry['valid']} images, {entry['skipped']} skipped, {state}")
+    print(f"{len(manifest.get('wnids', []))} classes; cache in {args.out} "
+          f"(skipped files: {args.out}/report.json)")
+
+
+def _ints(text):
+    return tuple(int(v) for v in text.split(",")) if text else None
+
+
+def cmd_train(args):
+    from .imagenet_train import Recipe, train_imagenet
+    recipe = Recipe(batch_size=args.batch, lr=args.lr, epochs=args.epochs, schedule=args.schedule,
+                    patience=args.patience, seed=args.seed)
+    history = train_imagenet(args.data, args.out, recipe, columns=args.columns,
+                             devices=args.devices, input_size=args.input_size,
+                             conv_channels=_ints(args.conv_channels), fc_features=args.fc_features,
+                             weight_std=args.weight_std,
+                             resume=args.resume, workers=args.workers,
+                             eval_batch_size=args.eval_batch,
+                             checkpoint_minutes=args.checkpoint_minutes,
+                             checkpoint_steps=args.checkpoint_steps,
+                             progress=not args.no_progress)
+    if history:
+        last = history[-1]
+        print(f"epoch {last['epoch']}: train loss {last['train_loss']:.4f}, val top-1 "
+              f"{last.get('val_top1', float('nan')):.4f}, top-5 {last.get('val_top5', float('nan')):.4f}")
+    print(f"wrote {args.out}/checkpoint.npz, metrics.jsonl, training.png")
+
+
+def cmd_evaluate(args):
+    from .imagenet_train import describe_evaluation, evaluate_checkpoint, write_json
+    result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split,
+                                 patches=args.patches, batch_size=args.batch,
+                                 workers=args.workers, devices=args.devices,
+                                 progress=not args.no_progress)
+    print(describe_evaluation(result))
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+
+
+def cmd_figures(args):
+    from .imagenet_train import make_figures
+    paths = make_figures(args.checkpoint, args.data, args.out, images=args.images,
+                         neighbours=args.neighbours, max_train=args.max_train,
+                         batch_size=args.batch, devices=args.devices, seed=args.seed,
+                         progress=not args.no_progress)
+    print(f"wrote {paths['figure3']} and {paths['figure4']}")
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="alexnet", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -99,6 +159,81 @@ def build_parser():
     i.add_argument("--checkpoint", default=None, help="trained weights (a checkpoint.npz)")
     i.add_argument("--seed", type=int, default=0)
     i.set_defaults(func=cmd_inspect)
+
+    r = sub.add_parser("prepare", help="ILSVRC -> the 256x256 uint8 cache, mean image, RGB PCA")
+    r.add_argument("src", help="a folder with train/ and val/ (WNID folders, or a flat val/ with "
+                               "the devkit), or with the official tars and the devkit")
+    r.add_argument("out", help="the cache folder (running again resumes an interrupted run)")
+    r.add_argument("--workers", type=int, default=None, help="decoding processes (default: all CPUs)")
+    r.add_argument("--splits", default="train,val", help="comma-separated (default train,val)")
+    r.add_argument("--devkit", default=None, help="devkit folder or .tar.gz (default: found in SRC)")
+    r.add_argument("--size", type=int, default=256, help="image side (256, Section 2; smaller "
+                                                         "for quick experiments)")
+    r.add_argument("--chunk-size", type=int, default=256, help="images per unit of work/resumption")
+    r.add_argument("--max-chunks", type=int, default=None,
+                   help="stop after this many chunks per split (a partial run; run again to go on)")
+    r.add_argument("--exif-transpose", action="store_true",
+                   help="apply EXIF orientation (default: ignored, as ImageNet tools did)")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=cmd_prepare)
+
+    t = sub.add_parser("train", help="train AlexNet on a prepared cache (Section 5)")
+    t.add_argument("--data", required=True, help="the cache made by `alexnet prepare`")
+    t.add_argument("--out", default="runs/alexnet", help="run folder (default runs/alexnet)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    t.add_argument("--devices", default="cpu",
+                   help="one per column: cuda:0,cuda:1 (the paper), cpu:0,cpu:1, or one for both")
+    t.add_argument("--columns", type=int, default=2, choices=(1, 2),
+                   help="2: Figure 2; 1: Section 3.2's one-GPU net (half the conv kernels)")
+    t.add_argument("--batch", type=int, default=128, help="batch size (128)")
+    t.add_argument("--lr", type=float, default=0.01, help="initial learning rate (0.01)")
+    t.add_argument("--epochs", type=int, default=90, help="epochs (90)")
+    t.add_argument("--schedule", default="plateau", choices=("plateau", "2012"),
+                   help="plateau: /10 when val top-1 stops improving, 3 times at most; "
+                        "2012: /10 at epochs 23, 51, 78")
+    t.add_argument("--patience", type=int, default=3,
+                   help="plateau: epochs without improvement before dividing (3)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--workers", type=int, default=2, help="loader processes (per loader)")
+    t.add_argument("--eval-batch", type=int, default=None, help="validation batch (default --batch)")
+    t.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                   help="also checkpoint every M minutes (always at the end of an epoch)")
+    t.add_argument("--checkpoint-steps", type=int, default=0, help="also every N steps (0: off)")
+    t.add_argument("--input-size", type=int, default=227, help="patch side (227; see model.py)")
+    t.add_argument("--conv-channels", default=None,
+                   help="a smaller net: kernels of conv1..conv5, e.g. 8,12,16,12,8")
+    t.add_argument("--fc-features", type=int, default=None, help="a smaller net: fc6/fc7 width")
+    t.add_argument("--weight-std", type=float, default=None,
+                   help="init std (default 0.01, Section 5; small nets need more, e.g. 0.1)")
+    t.add_argument("--no-progress", action="store_true", help="a line per epoch, no bars")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="top-1/top-5 error, centre patch and 10-patch average")
+    e.add_argument("checkpoint", help="a run folder or its checkpoint.npz")
+    e.add_argument("--data", required=True, help="the cache (its classes must be the net's)")
+    e.add_argument("--split", default="val")
+    e.add_argument("--patches", default="both", choices=("1", "10", "both"),
+                   help="1: centre patch; 10: the 10-patch average (Section 4.1); both (one pass)")
+    e.add_argument("--batch", type=int, default=128, help="network inputs per batch")
+    e.add_argument("--workers", type=int, default=2)
+    e.add_argument("--devices", default=None, help="default: the training devices, or the CPU")
+    e.add_argument("--json", default=None, help="also write the result here")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    g = sub.add_parser("figures", help="Figures 3 (conv1 kernels) and 4 (top-5, neighbours)")
+    g.add_argument("checkpoint", help="a run folder or its checkpoint.npz")
+    g.add_argument("--data", required=True, help="the cache (its classes must be the net's)")
+    g.add_argument("--out", default=None, help="folder for the PNGs (default: the checkpoint's)")
+    g.add_argument("--images", type=int, default=5, help="validation images in Figure 4")
+    g.add_argument("--neighbours", type=int, default=6, help="training images per row")
+    g.add_argument("--max-train", type=int, default=2000,
+                   help="training images searched for neighbours (a seeded random subset)")
+    g.add_argument("--batch", type=int, default=64)
+    g.add_argument("--devices", default=None)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(func=cmd_figures)
     return p
 
 

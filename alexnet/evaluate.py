@@ -43,7 +43,8 @@ def predict_proba(model, x, device) -> np.ndarray:
         return to_numpy(F.softmax(model(Tensor(x, device=device)), axis=1).data)
 
 
-def evaluate(model, batches, device=None, ks=(1, 5), progress=False, desc="eval") -> dict:
+def evaluate(model, batches, device=None, ks=(1, 5), progress=False, desc="eval",
+             total=None) -> dict:
     """Loss and top-k error of `model` (put in eval mode) over (x, y) batches.
 
     `batches` yields (x (N, 3, S, S), y (N,)) or (x (N, P, 3, S, S), y) with P
@@ -56,7 +57,7 @@ def evaluate(model, batches, device=None, ks=(1, 5), progress=False, desc="eval"
     model.eval()
     n, loss_sum, errors = 0, 0.0, {k: 0 for k in ks}
     try:
-        for x, y in tqdm(batches, desc=desc, leave=False, disable=not progress):
+        for x, y in tqdm(batches, desc=desc, total=total, leave=False, disable=not progress):
             y = np.asarray(y)
             if x.ndim == 5:                                   # (N, P, 3, S, S): average P patches
                 N, P = x.shape[:2]
@@ -73,3 +74,74 @@ def evaluate(model, batches, device=None, ks=(1, 5), progress=False, desc="eval"
     if n == 0:
         raise ValueError("evaluate: the batches were empty")
     return {"loss": loss_sum / n, **{f"top{k}": e / n for k, e in errors.items()}, "n": n}
+
+
+# Position of the centre patch among the 10 (alexnet.data.augment.ten_offsets: the four
+# corners, the centre, then the same five reflected).
+CENTRE = 4
+
+
+def evaluate_ten(model, batches, device=None, ks=(1, 5), progress=False, desc="eval",
+                 total=None) -> dict:
+    """Centre-patch and 10-patch errors from one pass over 10-patch batches.
+
+    `batches` yields (x (N, 10, 3, S, S), y (N,)) in `ten_offsets` order. The
+    network sees all ten patches once; the centre patch's softmax gives the
+    footnote's single-patch numbers, the mean of the ten softmaxes Section 4.1's.
+    Returns {"centre": {"loss", "top1", "top5", "n"}, "ten": {...}}.
+    """
+    from .train import input_device
+    device = get_device(device or input_device(model))
+    was_training = model.training
+    model.eval()
+    n = 0
+    sums = {name: {"loss": 0.0, **{k: 0 for k in ks}} for name in ("centre", "ten")}
+    try:
+        for x, y in tqdm(batches, desc=desc, total=total, leave=False, disable=not progress):
+            y = np.asarray(y)
+            if x.ndim != 5 or x.shape[1] != 10:
+                raise ValueError(f"evaluate_ten: expected x of shape (N, 10, 3, S, S), found {x.shape}")
+            N = x.shape[0]
+            p = predict_proba(model, x.reshape((N * 10,) + x.shape[2:]), device)
+            p = p.reshape(N, 10, -1)                                    # (N, 10, classes)
+            for name, q in (("centre", p[:, CENTRE]), ("ten", p.mean(axis=1))):
+                s = sums[name]
+                s["loss"] += float(-np.log(np.maximum(q[np.arange(N), y], 1e-30)).sum())
+                for k, e in topk_errors(q, y, ks).items():
+                    s[k] += e
+            n += N
+    finally:
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("evaluate_ten: the batches were empty")
+    return {name: {"loss": s["loss"] / n, **{f"top{k}": s[k] / n for k in ks}, "n": n}
+            for name, s in sums.items()}
+
+
+def evaluate_split(model, split, crop, mean, patches="both", batch_size=128, workers=2,
+                   device=None, ks=(1, 5), progress=True, desc="evaluate") -> dict:
+    """Top-k errors of `model` on a cache split (every usable image once), batched
+    through the loader's worker processes.
+
+    split:   a `CacheSplit` (alexnet.data.prepare.open_split).
+    crop:    the net's input side; mean: the mean image the net was trained with.
+    patches: "1" (centre patch), "10" (10-patch average) or "both" (one 10-patch
+             pass gives both). batch_size counts network inputs: a 10-patch batch
+             holds batch_size // 10 images.
+    Returns {"centre": {...}} and/or {"ten": {...}}, each {"loss", "top1", "top5", "n"}.
+    """
+    from .data.loader import Loader
+    if patches not in ("1", "10", "both"):
+        raise ValueError(f"patches must be '1', '10' or 'both', found {patches!r}")
+    ten = patches != "1"
+    images = max(1, batch_size // 10) if ten else batch_size
+    with Loader(split, images, train=False, crop=crop, workers=workers, mean=mean,
+                ten=ten) as loader:
+        if not ten:
+            r = evaluate(model, loader.epoch(0), device, ks, progress, desc, total=len(loader))
+            return {"centre": r}
+        result = evaluate_ten(model, loader.epoch(0), device, ks, progress, desc,
+                              total=len(loader))
+    if patches == "10":
+        del result["centre"]
+    return result

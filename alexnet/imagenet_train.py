@@ -1,0 +1,342 @@
+"""Training the paper's net on ILSVRC: the recipe of Section 5 over the cache of Section 2.
+
+    net   AlexNet (Figure 2), one column per device, num_classes from the cache
+    data  Loader(train): random 227x227 patches + reflections + PCA colour noise, minus
+          the training set's mean image (Sections 2, 4.1), built in worker processes
+    SGD   batch 128, momentum 0.9, weight decay 0.0005, eps = 0.01 for every layer (Section 5)
+    eps   divided by 10 when the validation error stops improving, at most three times
+          ("plateau", the text), or at epochs 23, 51, 78 ("2012", what the 2012 run did)
+    end   90 epochs ("roughly 90 cycles through the training set")
+
+After every epoch: top-1/top-5 error of the centre patch on the validation split,
+metrics.jsonl, training.png (loss, top-1, top-5) and an atomic checkpoint (also
+every `checkpoint_minutes`). The checkpoint's `meta` holds everything needed to
+use the weights without the command line that made them: the model config, the
+recipe, the mean image the net was trained with, the class list, and the identity
+of the cache (`cache_identity`), so that `evaluate` and `figures` rebuild the model
+from the checkpoint alone and refuse a cache whose classes differ.
+
+`resume=True` continues the identical run: weights, momenta, the dropout RNG, the
+schedule and the data position (the Loader starts at the checkpoint's (epoch,
+batch), and every batch is a function of (seed, epoch, batch)).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+import minidl
+from minidl import optim, serialize
+from minidl.backend import get_device
+
+from .data.loader import Loader
+from .data.prepare import open_split
+from .evaluate import evaluate, evaluate_split
+from .figures import plot_training
+from .model import AlexNet, AlexNetConfig
+from .train import CHECKPOINT, TrainConfig, Trainer
+
+RECIPE_KIND = "alexnet-imagenet"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The numbers of Section 5 (and the knobs that change the run, so a resume can
+    check them). Things that do not change the numbers (devices, workers, progress
+    bars, checkpoint frequency) are arguments of `train_imagenet`, not fields here."""
+    batch_size: int = 128             # Sec 5: "batch size of 128 examples"
+    lr: float = 0.01                  # Sec 5: eps = 0.01, the same for all layers
+    momentum: float = 0.9             # Sec 5
+    weight_decay: float = 0.0005      # Sec 5
+    epochs: int = 90                  # Sec 5: "roughly 90 cycles" (may grow on resume)
+    schedule: str = "plateau"         # "plateau" (the text) or "2012" (the run: 23, 51, 78)
+    patience: int = 3                 # epochs without improvement before dividing (not in the paper)
+    threshold: float = 1e-3           # an "improvement" of val top-1 is at least this (absolute)
+    max_reductions: int = 3           # Sec 5: "reduced three times prior to termination"
+    milestones: tuple = (23, 51, 78)  # the 2012 run's divisions (cuda-convnet logs)
+    color_std: float = 0.1            # Sec 4.1: alpha_i ~ N(0, 0.1)
+    seed: int = 0                     # init, dropout, data order and augmentation
+
+    def check(self):
+        if self.schedule not in ("plateau", "2012"):
+            raise ValueError(f"Recipe: schedule must be 'plateau' or '2012', found {self.schedule!r}")
+        if self.batch_size < 1 or self.epochs < 1:
+            raise ValueError(f"Recipe: batch_size and epochs must be >= 1, found "
+                             f"{self.batch_size}, {self.epochs}")
+
+
+# ----------------------------------------------------------------------------- the cache
+def cache_identity(cache) -> dict:
+    """What a checkpoint remembers of the cache it was trained on.
+
+    classes/wnids_sha1: the class list (what evaluation must agree with);
+    size: the cache's image side; train/val: prepare's fingerprints of the file
+    lists (a resumed run must see the very same rows).
+    """
+    cache = Path(cache)
+    path = cache / "manifest.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{cache}: no manifest.json; build the cache with "
+                                f"`alexnet prepare SRC {cache}`")
+    m = json.loads(path.read_text())
+    wnids = m.get("wnids") or []
+    splits = m.get("splits", {})
+    return {"size": m.get("size"), "classes": len(wnids), "wnids_sha1": _sha1(wnids),
+            **{s: splits[s].get("fingerprint") for s in sorted(splits)}}
+
+
+def _sha1(wnids) -> str:
+    return hashlib.sha1("\n".join(wnids).encode()).hexdigest()
+
+
+def check_classes(meta: dict, cache, where="checkpoint"):
+    """Raise a clear error if the cache's classes or image size are not the checkpoint's."""
+    have = cache_identity(cache)
+    want = meta["data"]
+    if have["wnids_sha1"] != want["wnids_sha1"]:
+        wnids = json.loads((Path(cache) / "manifest.json").read_text()).get("wnids") or []
+        ours = meta.get("wnids") or []
+        diff = sorted(set(ours) ^ set(wnids))
+        raise ValueError(
+            f"the {where} was trained on {want['classes']} classes ({', '.join(ours[:3])}...), "
+            f"but the cache {cache} has {have['classes']} classes ({', '.join(wnids[:3])}...)"
+            + (f"; they differ in {len(diff)} WNIDs, e.g. {diff[:3]}" if diff else
+               "; the same WNIDs in another order") +
+            ". Use the cache the net was trained on (its class k must be the net's output k).")
+    if have["size"] != want["size"]:
+        raise ValueError(f"the {where} was trained on a {want['size']}x{want['size']} cache, "
+                         f"{cache} holds {have['size']}x{have['size']} images; prepare the data "
+                         f"again with --size {want['size']}")
+
+
+# ----------------------------------------------------------------------------- the net
+def parse_devices(devices, columns):
+    """'cuda:0,cuda:1' / 'cpu:0,cpu:1' / 'cpu' -> one device name per column."""
+    if isinstance(devices, str):
+        devices = [d.strip() for d in devices.split(",") if d.strip()]
+    devices = list(devices or ["cpu"])
+    if len(devices) == 1:
+        devices = devices * columns
+    if len(devices) != columns:
+        raise ValueError(f"{columns} column(s) need {columns} device(s) (or one for all), "
+                         f"found {devices}")
+    return [str(get_device(d)) for d in devices]
+
+
+def model_config(classes, columns=2, input_size=227, conv_channels=None, fc_features=None,
+                 **overrides) -> AlexNetConfig:
+    """The paper's net for `classes` classes; smaller channels for tests and quick runs."""
+    cfg = AlexNetConfig(num_classes=classes, input_size=input_size, **overrides)
+    if columns == 1:
+        cfg = cfg.one_column()   # Section 3.2's one-GPU baseline: half the kernels (not conv5's)
+    elif columns != 2:
+        raise ValueError(f"columns must be 1 or 2, found {columns}")
+    if conv_channels is not None:
+        cfg = dataclasses.replace(cfg, conv_channels=tuple(int(c) for c in conv_channels))
+    if fc_features is not None:
+        cfg = dataclasses.replace(cfg, fc_features=int(fc_features))
+    cfg.check()
+    return cfg
+
+
+def config_from_meta(meta) -> AlexNetConfig:
+    """AlexNetConfig from a checkpoint's meta (JSON turned tuples into lists)."""
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["model"].items()}
+    return AlexNetConfig(**fields)
+
+
+def load_checkpoint(path, devices=None):
+    """(model in eval mode, meta) from a checkpoint of `train_imagenet` (a file or its run folder).
+
+    devices: default the training run's devices when they exist here, else the CPU.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    state = serialize.load(path)
+    meta = state.get("meta") or {}
+    if meta.get("kind") != RECIPE_KIND:
+        raise ValueError(f"{path} is not a checkpoint of `alexnet train` (its meta says "
+                         f"kind={meta.get('kind')!r}); expected {RECIPE_KIND!r}")
+    cfg = config_from_meta(meta)
+    if devices is None:
+        try:
+            devices = parse_devices(meta["devices"], cfg.columns)
+        except RuntimeError:       # trained on GPUs, read on a machine without them
+            devices = "cpu"
+    model = AlexNet(cfg, devices=parse_devices(devices, cfg.columns))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, dict(meta, epochs_trained=state["train"]["epoch"])
+
+
+# ----------------------------------------------------------------------------- training
+class _PlottingTrainer(Trainer):
+    """The trainer, plus training.png redrawn after every epoch."""
+
+    def _end_epoch(self):
+        record = super()._end_epoch()
+        plot_training(self.state.history, self.out / "training.png", title=self.cfg.run_name)
+        return record
+
+
+def _schedule(recipe: Recipe, opt):
+    if recipe.schedule == "2012":
+        return optim.StepSchedule(opt, recipe.milestones)
+    return optim.ReduceOnPlateau(opt, factor=10.0, patience=recipe.patience,
+                                 threshold=recipe.threshold, max_reductions=recipe.max_reductions)
+
+
+def _run_identity(meta):
+    """The parts of meta that must not change when a run is resumed."""
+    recipe = {k: v for k, v in meta["recipe"].items() if k != "epochs"}
+    return json.loads(json.dumps({"model": meta["model"], "recipe": recipe, "data": meta["data"]}))
+
+
+def train_imagenet(cache, out="runs/alexnet", recipe: Recipe = None, columns=2, devices="cpu",
+                   input_size=227, conv_channels=None, fc_features=None, weight_std=None,
+                   resume=False,
+                   workers=2, eval_batch_size=None, checkpoint_minutes=10.0, checkpoint_steps=0,
+                   progress=True) -> list:
+    """Train AlexNet on a prepared cache (Section 5); returns the per-epoch history.
+
+    cache:       a folder made by `alexnet prepare` (train and val splits).
+    out:         checkpoint.npz, metrics.jsonl, training.png, run.json go here.
+    recipe:      `Recipe()` is the paper's.
+    columns:     2 (Figure 2) or 1 (Section 3.2's baseline); devices: one per column.
+    input_size:  the patch side (227; the cache must be at least that big).
+    conv_channels, fc_features: smaller nets (tests, quick runs); default the paper's.
+    weight_std:  the init's std (default Section 5's 0.01; a small net needs more, or its
+                 signal fades before fc8: fan-ins of a few dozen, not thousands).
+    resume:      continue the run in `out` (which must then have the same model, recipe
+                 and cache); without it an existing checkpoint is an error.
+    workers:     loader processes (each of the two loaders has this many).
+    """
+    recipe = recipe or Recipe()
+    recipe.check()
+    out = Path(out)
+    train_split, val_split = open_split(cache, "train"), open_split(cache, "val")
+    if train_split.mean is None:
+        raise FileNotFoundError(f"{cache}: no mean.npy; the train split must be prepared first")
+    overrides = {} if weight_std is None else {"weight_std": float(weight_std)}
+    cfg = model_config(len(train_split.wnids), columns, input_size, conv_channels, fc_features,
+                       **overrides)
+    if input_size > train_split.images.shape[1]:
+        raise ValueError(f"input_size {input_size} is larger than the cache's images "
+                         f"({train_split.images.shape[1]}); prepare with a larger --size")
+    devices = parse_devices(devices, cfg.columns)
+    meta = {"kind": RECIPE_KIND, "model": asdict(cfg), "recipe": asdict(recipe),
+            "data": cache_identity(cache), "cache": str(Path(cache).resolve()),
+            "wnids": list(train_split.wnids), "words": list(train_split.words or []),
+            "mean": np.asarray(train_split.mean, np.float32), "devices": devices}
+
+    ckpt = out / CHECKPOINT
+    if ckpt.exists() and not resume:
+        raise ValueError(f"{out} already holds a run ({ckpt}); pass --resume to continue it, "
+                         "or choose another --out")
+    if resume and not ckpt.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint in {out}")
+    if resume:
+        saved = serialize.load(ckpt)["meta"]
+        if saved.get("kind") != RECIPE_KIND or _run_identity(saved) != _run_identity(meta):
+            raise ValueError(f"{out} holds a run with another model, recipe or cache; --resume "
+                             f"continues the identical run only.\n  saved: {_run_identity(saved)}"
+                             f"\n  now:   {_run_identity(meta)}")
+
+    minidl.random.manual_seed(recipe.seed)                   # dropout masks
+    model = AlexNet(cfg, devices=devices, seed=recipe.seed)  # Sec 5's init
+    opt = optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                    weight_decay=recipe.weight_decay)
+    schedule = _schedule(recipe, opt)
+    train = Loader(train_split, recipe.batch_size, train=True, crop=input_size, seed=recipe.seed,
+                   workers=workers, color_std=recipe.color_std)
+    val = Loader(val_split, eval_batch_size or recipe.batch_size, train=False, crop=input_size,
+                 workers=workers, mean=train_split.mean)
+
+    def on_val(m):
+        r = evaluate(m, val.epoch(0), progress=progress, desc="val (centre patch)",
+                     total=len(val))
+        return {"val_loss": r["loss"], "val_top1": r["top1"], "val_top5": r["top5"]}
+
+    trainer = _PlottingTrainer(
+        model, opt, train, out,
+        TrainConfig(max_epochs=recipe.epochs, checkpoint_minutes=checkpoint_minutes,
+                    checkpoint_steps=checkpoint_steps, progress=progress, run_name="alexnet"),
+        evaluate=on_val, schedule=schedule, schedule_metric="val_top1", extra_meta=meta)
+    out.mkdir(parents=True, exist_ok=True)
+    run_info = {k: v for k, v in meta.items() if k != "mean"}
+    (out / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
+    if resume:
+        trainer.resume()
+    try:
+        return trainer.fit()
+    finally:               # Ctrl-C, a diverged loss, a failed worker: no process is left behind
+        train.close()
+        val.close()
+
+
+# ----------------------------------------------------------------------------- evaluation
+def evaluate_checkpoint(ckpt, cache, split="val", patches="both", batch_size=128, workers=2,
+                        devices=None, progress=True) -> dict:
+    """Top-1/top-5 error of a trained net on a cache split (Section 6).
+
+    patches: "1" (the centre patch), "10" (the softmax averaged over the 10 patches
+    of Section 4.1) or "both" (one pass over the 10 patches gives both: the centre
+    patch is one of them). Returns {"centre": {...}, "ten": {...}} with the
+    requested entries, each {"loss", "top1", "top5", "n"}, and what was evaluated.
+    """
+    model, meta = load_checkpoint(ckpt, devices)
+    check_classes(meta, cache)
+    data = open_split(cache, split)
+    result = evaluate_split(model, data, crop=meta["model"]["input_size"], mean=meta["mean"],
+                            patches=patches, batch_size=batch_size, workers=workers,
+                            progress=progress, desc=f"evaluate {split}")
+    result.update(split=split, cache=str(cache), checkpoint=str(ckpt),
+                  epochs_trained=meta["epochs_trained"])
+    return result
+
+
+def describe_evaluation(result) -> str:
+    """The result as a few lines for the terminal (the paper's numbers beside it)."""
+    lines = [f"{result['split']} split of {result['cache']}, {result['epochs_trained']} epoch(s) "
+             f"of training:"]
+    names = {"centre": "centre patch", "ten": "10-patch average"}
+    for key in ("centre", "ten"):
+        if key in result:
+            r = result[key]
+            lines.append(f"  {names[key]:<17} top-1 {100 * r['top1']:5.2f}%  top-5 "
+                         f"{100 * r['top5']:5.2f}%  ({r['n']} images)")
+    lines.append("  the paper (ILSVRC-2012 val, 1 CNN): top-1 40.7%, top-5 18.2%")
+    return "\n".join(lines)
+
+
+def write_json(path, obj):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- figures
+def make_figures(ckpt, cache, out=None, images=5, neighbours=6, max_train=2000, batch_size=64,
+                 devices=None, seed=0, progress=True) -> dict:
+    """Figures 3 and 4 (Section 6.1) of a trained net, as PNGs in `out` (default: the
+    checkpoint's folder). Returns {"figure3": path, "figure4": path}."""
+    from .figures_imagenet import figure4, plot_figure3
+    model, meta = load_checkpoint(ckpt, devices)
+    check_classes(meta, cache)
+    out = Path(out) if out else (Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent)
+    out.mkdir(parents=True, exist_ok=True)
+    f3 = plot_figure3(model, out / "figure3.png")
+    f4 = figure4(model, open_split(cache, "val"), open_split(cache, "train"),
+                 meta["model"]["input_size"], meta["mean"], out / "figure4.png", images=images,
+                 neighbours=neighbours, max_train=max_train, batch_size=batch_size, seed=seed,
+                 progress=progress)
+    return {"figure3": str(f3), "figure4": str(f4)}
