@@ -205,6 +205,8 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=128, help="batch of the speed section")
     p.add_argument("--steps", type=int, default=10, help="timed steps of the speed section")
     p.add_argument("--pipeline-steps", type=int, default=300)
+    p.add_argument("--pipeline-batch", type=int, default=None,
+                   help="batch of the pipeline section (default 128 on a GPU, 4 on the CPU)")
     p.add_argument("--skip", default="", help="comma-separated sections to skip: "
                                               "gradcheck,layers,alexnet,speed,pipeline")
     args = p.parse_args(argv)
@@ -242,7 +244,7 @@ def main(argv=None):
     if "pipeline" not in skip:
         from .gpu_pipeline import pipeline_check
         sections.append(("pipeline: synthetic cache -> loader -> training steps",
-                         pipeline_check(device, args.pipeline_steps)))
+                         pipeline_check(device, args.pipeline_steps, batch=args.pipeline_batch)))
     for title, rows in sections:
         table(title, rows)
         report[title] = rows

@@ -240,3 +240,11 @@ def session_processes(sid):
             except (FileNotFoundError, ProcessLookupError, IndexError):
                 pass
     return left
+
+
+def test_gpu_pipeline_check_dry_run_on_a_virtual_device():
+    from benchmarks.gpu_pipeline import pipeline_check
+    rows = pipeline_check("cpu:1", 1, batch=2, images=8, workers=1, warmup=1)
+    assert [r["stage"].split()[0] for r in rows] == ["loader", "train", "end"]
+    end = rows[-1]
+    assert end["ok"] and end["images_per_s"] > 0 and 0 <= end["wait_fraction"] < 1
