@@ -39,7 +39,6 @@ if "--threads" in sys.argv:  # BLAS reads its thread count once, when numpy load
 import numpy as np  # noqa: E402
 
 from benchmarks.common import median_time, report  # noqa: E402
-from minidl.functions import conv as conv_module  # noqa: E402
 from minidl.functions.conv import Convolution  # noqa: E402
 
 # name, C, H, W, C_out, KH, KW, stride, pad, groups, needs dx
@@ -57,15 +56,23 @@ CIFAR = [
 ]
 
 
-def bench_layer(spec, N, repeat, use_torch):
+def make_inputs(spec, N, rng):
+    name, C, H, Wd, C_out, KH, KW, s, p, G, need_x = spec
+    f32 = np.float32
+    OH, OW = (H + 2 * p - KH) // s + 1, (Wd + 2 * p - KW) // s + 1
+    return (rng.standard_normal((N, C, H, Wd), dtype=f32),
+            rng.standard_normal((C_out, C // G, KH, KW), dtype=f32) * 0.01,
+            rng.standard_normal(C_out, dtype=f32),
+            rng.standard_normal((N, C_out, OH, OW), dtype=f32))
+
+
+def bench_layer(spec, N, repeat):
+    """ours and the GEMMs alone, their samples interleaved."""
     name, C, H, Wd, C_out, KH, KW, s, p, G, need_x = spec
     rng = np.random.default_rng(0)
     f32 = np.float32
-    x = rng.standard_normal((N, C, H, Wd), dtype=f32)
-    W = rng.standard_normal((C_out, C // G, KH, KW), dtype=f32) * 0.01
-    b = rng.standard_normal(C_out, dtype=f32)
-    OH, OW = (H + 2 * p - KH) // s + 1, (Wd + 2 * p - KW) // s + 1
-    gy = rng.standard_normal((N, C_out, OH, OW), dtype=f32)
+    x, W, b, gy = make_inputs(spec, N, rng)
+    OH, OW = gy.shape[2:]
 
     def ours():
         f = Convolution(s, p, G)
@@ -89,15 +96,20 @@ def bench_layer(spec, N, repeat, use_torch):
             if need_x:
                 np.matmul(Wg.T, dy, out=dcols)
 
-    fns = [ours, gemms] + ([torch_conv(x, W, b, gy, s, p, G, need_x)] if use_torch else [])
-    times = interleaved(fns, repeat)
-    t_ours, t_gemm = times[0], times[1]
-    row = {"layer": name, "batch": N, "ours_ms": 1e3 * t_ours, "gemm_ms": 1e3 * t_gemm,
-           "ours/gemm": t_ours / t_gemm}
-    if use_torch:
-        row["torch_ms"] = 1e3 * times[2]
-        row["ours/torch"] = t_ours / times[2]
-    return row
+    t_ours, t_gemm = interleaved([ours, gemms], repeat)
+    return {"layer": name, "batch": N, "ours_ms": 1e3 * t_ours, "gemm_ms": 1e3 * t_gemm,
+            "ours/gemm": t_ours / t_gemm}
+
+
+def bench_torch(spec, N, repeat, row):
+    """PyTorch on the same shapes, measured in a pass of its own after all of ours:
+    its OpenMP threads spin for a while after each op and, interleaved, stole a
+    core from the next NumPy run (conv1 looked 2x slower)."""
+    name, C, H, Wd, C_out, KH, KW, s, p, G, need_x = spec
+    x, W, b, gy = make_inputs(spec, N, np.random.default_rng(0))
+    (t_torch,) = interleaved([torch_conv(x, W, b, gy, s, p, G, need_x)], repeat)
+    row["torch_ms"] = 1e3 * t_torch
+    row["ours/torch"] = row["ours_ms"] / row["torch_ms"]
 
 
 CPU_TIME = False  # --cpu-time: time.process_time instead of wall time
@@ -152,15 +164,13 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=5, help="timed repeats per measurement")
     ap.add_argument("--only", choices=["alexnet", "cifar"], help="run one of the two nets")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
-    ap.add_argument("--threads", type=int, help="threads for BLAS, conv's copies and torch "
+    ap.add_argument("--threads", type=int, help="threads for BLAS and torch "
                     "(default: all cores)")
     ap.add_argument("--cpu-time", action="store_true", help="count CPU time, not wall time "
                     "(meaningful with --threads 1 on a busy machine)")
     args = ap.parse_args(argv)
     global CPU_TIME
     CPU_TIME = args.cpu_time
-    if args.threads:
-        conv_module._THREADS = args.threads
     use_torch = not args.no_torch
     if use_torch:
         try:
@@ -176,9 +186,14 @@ def main(argv=None):
         plan += [(ALEXNET, N, "alexnet conv1-5") for N in args.batch]
     if args.only != "alexnet":
         plan += [(CIFAR, args.cifar_batch, "cifar conv1-3")]
+    layer_rows = {(N, label): [bench_layer(spec, N, args.repeat) for spec in specs]
+                  for specs, N, label in plan}
+    if use_torch:
+        for specs, N, label in plan:
+            for spec, row in zip(specs, layer_rows[N, label]):
+                bench_torch(spec, N, args.repeat, row)
     for specs, N, label in plan:
-        layer_rows = [bench_layer(spec, N, args.repeat, use_torch) for spec in specs]
-        rows += layer_rows + [total_row(layer_rows, label, N)]
+        rows += layer_rows[N, label] + [total_row(layer_rows[N, label], label, N)]
     columns = ["layer", "batch", "ours_ms", "gemm_ms", "ours/gemm"]
     if use_torch:
         columns += ["torch_ms", "ours/torch"]

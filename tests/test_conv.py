@@ -106,23 +106,6 @@ def test_forward_in_several_chunks(monkeypatch):
     np.testing.assert_allclose(y2.data, ref, rtol=1e-10, atol=1e-10)
 
 
-def test_threads_change_nothing(monkeypatch):
-    """The copies split over channel blocks in threads give bit-identical results."""
-    shape = (3, 5, 7, 6, 7, 3, 3, 1, 1, 1)
-    x, W, b = _random(shape, seed=12)
-    g = np.random.default_rng(13).standard_normal((3, 7, 7, 6))
-    results = []
-    for threads in (1, 2, 3):
-        monkeypatch.setattr(conv_module, "_THREADS", threads)
-        t = [md.Tensor(a, requires_grad=True) for a in (x, W, b)]
-        y = conv2d(*t, pad=1)
-        y.backward(g)
-        results.append([y.data] + [a.grad for a in t])
-    for other in results[1:]:
-        for a, b_ in zip(results[0], other):
-            np.testing.assert_array_equal(a, b_)
-
-
 def test_two_threads_running_convolutions_do_not_share_scratch():
     from concurrent.futures import ThreadPoolExecutor
     cases = [_random((2, 3, 9, 9, 4, 3, 3, 1, 1, 1), seed=s) for s in (14, 15)]

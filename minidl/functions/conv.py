@@ -36,14 +36,14 @@ Speed and memory:
 * the scratch arrays (transposed input, columns, output chunk) are reused from
   one call to the next (freshly allocated large arrays page-fault on every
   first touch): with the paper's net at batch 128 they total < 50 MB;
-* the copies around the GEMMs run on every core, split by channel blocks.
+* the copies around the GEMMs run on one core. Splitting them over both
+  cores with threads (NumPy releases the GIL) gained nothing here, measured:
+  OpenBLAS's threads keep spinning on the other core after each GEMM.
 Measured ratios against the GEMMs alone: benchmarks/bench_conv.py.
 """
 from __future__ import annotations
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -78,44 +78,6 @@ def _workspace(xp, name, shape, dtype):
 def clear_workspaces():
     """Free this thread's scratch arrays (they are rebuilt on the next call)."""
     _local.__dict__.pop("buffers", None)
-
-
-# ----------------------------------------------------------------------------
-# The copies around the GEMMs, on every core. NumPy copies and additions run
-# on one core but release the GIL, while BLAS uses all of them: without this
-# the copies' share of the time doubles on a 2-core machine.
-# ----------------------------------------------------------------------------
-_THREADS = os.cpu_count() or 1
-_pool = None
-
-
-def _by_channel_blocks(xp, C, work):
-    """Run ``work(c)`` for slices c covering range(C), one block per core.
-
-    Each block writes its own channels only, so the blocks are independent.
-    On CuPy (the GPU runs the copies in parallel anyway) it is one call.
-    """
-    global _pool
-    if xp is not np or _THREADS < 2 or C < 2:
-        work(slice(0, C))
-        return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(_THREADS - 1, thread_name_prefix="minidl-conv")
-    k = min(_THREADS, C)
-    bounds = [C * i // k for i in range(k + 1)]
-    futures = [_pool.submit(work, slice(a, b)) for a, b in zip(bounds[1:-1], bounds[2:])]
-    work(slice(bounds[0], bounds[1]))
-    for f in futures:
-        f.result()
-
-
-def _forget_pool():  # a forked child (e.g. a data-loader worker) has no pool threads
-    global _pool
-    _pool = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
 
 
 # ----------------------------------------------------------------------------
@@ -292,14 +254,9 @@ class Convolution(Function):
         N, C, H, Wd, C_out, KH, KW, OH, OW, K, P, chunk = geo
         xp, p, n = array_module(x), self.pad, x.shape[0]
         xt = _workspace(xp, "xt", (C, H + 2 * p, Wd + 2 * p, n), x.dtype)  # CHWN, padded
-        cols = _workspace(xp, "cols", (K, P * n), x.dtype)
-        by_channel = cols.reshape(C, -1)  # rows of channel c: one contiguous block
-
-        def work(c):
-            _to_chwn_padded(x[:, c], p, xt[c])
-            _im2col_chwn(xt[c], KH, KW, self.stride, OH, OW, by_channel[c])
-        _by_channel_blocks(xp, C, work)
-        return cols
+        _to_chwn_padded(x, p, xt)
+        return _im2col_chwn(xt, KH, KW, self.stride, OH, OW,
+                            _workspace(xp, "cols", (K, P * n), x.dtype))
 
     # --- forward / backward ----------------------------------------------------
     def forward(self, x, W, b=None):
@@ -319,13 +276,10 @@ class Convolution(Function):
             for g in range(G):
                 xp.matmul(Wm[g], cols[g * Kg:(g + 1) * Kg], out=yc[g * Og:(g + 1) * Og])
             yc = yc.reshape(C_out, P, n).transpose(2, 0, 1)                 # (n, C_out, P)
-
-            def write_out(o, yc=yc, i0=i0, i1=i1):                          # NCHW, + bias
-                if b is None:
-                    y[i0:i1, o] = yc[:, o]
-                else:
-                    xp.add(yc[:, o], b[o, None], out=y[i0:i1, o])
-            _by_channel_blocks(xp, C_out, write_out)
+            if b is None:
+                y[i0:i1] = yc
+            else:
+                xp.add(yc, b[:, None], out=y[i0:i1])
         self.x, self.W = x, W
         return y.reshape(N, C_out, OH, OW)
 
@@ -354,10 +308,7 @@ class Convolution(Function):
             i1 = min(N, i0 + chunk)
             n = i1 - i0
             gyc = _workspace(xp, "gy", (C_out, P * n), x.dtype)            # (C_out, P*n)
-
-            def read_gy(o, gyc=gyc.reshape(C_out, P, n), i0=i0, i1=i1):    # CHWN
-                gyc[o] = gy[i0:i1, o].transpose(1, 2, 0)
-            _by_channel_blocks(xp, C_out, read_gy)
+            gyc.reshape(C_out, P, n)[...] = gy[i0:i1].transpose(1, 2, 0)
             if need_W:
                 cols = self._cols(x[i0:i1], geo)       # recomputed, not kept from forward
                 for g in range(G):
@@ -369,12 +320,9 @@ class Convolution(Function):
                 dcols = _workspace(xp, "cols", (K, P * n), x.dtype)  # reuses the columns' space
                 for g in range(G):
                     xp.matmul(Wm[g].T, gyc[g * Og:(g + 1) * Og], out=dcols[g * Kg:(g + 1) * Kg])
-                dxt = _workspace(xp, "xt", (C, H + 2 * p, Wd + 2 * p, n), x.dtype)
-
-                def write_dx(c, dcols=dcols.reshape(C, -1), i0=i0, i1=i1):
-                    _col2im_chwn(dcols[c], KH, KW, s, OH, OW, dxt[c])
-                    dx[i0:i1, c] = dxt[c, p:p + H, p:p + Wd].transpose(3, 0, 1, 2)
-                _by_channel_blocks(xp, C, write_dx)
+                dxt = _col2im_chwn(dcols, KH, KW, s, OH, OW,
+                                   _workspace(xp, "xt", (C, H + 2 * p, Wd + 2 * p, n), x.dtype))
+                dx[i0:i1] = dxt[:, p:p + H, p:p + Wd].transpose(3, 0, 1, 2)
         dW = xp.ascontiguousarray(dWT.transpose(0, 2, 1)).reshape(W.shape) if need_W else None
         return (dx, dW, db) if has_b else (dx, dW)
 
