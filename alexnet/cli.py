@@ -34,7 +34,7 @@ def cmd_figure1(args):
     cfg = replace(cfg, **overrides)
     summary = figure1(args.data_dir, args.out, quick=args.quick, config=cfg,
                       download=not args.no_download, progress=not args.no_progress,
-                      restart=args.restart)
+                      restart=args.restart, report_only=args.report_only)
     print(describe(summary))
     print(f"wrote {args.out}/figure1.png, figure1.csv, figure1.json")
 
@@ -43,6 +43,7 @@ def cmd_figure1_sweep(args):
     from .experiments import figure1_sweep
     lrs = tuple(float(v) for v in args.lrs.split(","))
     summary = figure1_sweep(args.data_dir, args.out, lrs=lrs, train_images=args.train_images,
+                            activations=tuple(args.activations.split(",")),
                             epochs=args.epochs, download=not args.no_download,
                             progress=not args.no_progress)
     print("best learning rates:", summary["best"])
@@ -137,6 +138,8 @@ def build_parser():
     f.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
     f.add_argument("--no-progress", action="store_true", help="a line per epoch, no bars")
     f.add_argument("--restart", action="store_true", help="discard checkpoints in --out")
+    f.add_argument("--report-only", action="store_true",
+                   help="train nothing: plot and summarise the epochs finished so far in --out")
     f.set_defaults(func=cmd_figure1)
 
     w = sub.add_parser("figure1-sweep", help="the learning-rate sweep behind Figure 1's rates")
@@ -145,6 +148,7 @@ def build_parser():
     w.add_argument("--lrs", default="0.0005,0.001,0.002,0.004,0.008")
     w.add_argument("--train-images", type=int, default=10000)
     w.add_argument("--epochs", type=int, default=3)
+    w.add_argument("--activations", default="relu,tanh")
     w.add_argument("--no-download", action="store_true")
     w.add_argument("--no-progress", action="store_true")
     w.set_defaults(func=cmd_figure1_sweep)

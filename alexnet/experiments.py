@@ -23,7 +23,7 @@ from .data.arrays import ArrayBatches
 from .evaluate import evaluate
 from .figures import plot_figure1, plot_training
 from .model import CifarNet, CifarNetConfig
-from .train import TrainConfig, Trainer
+from .train import CHECKPOINT, TrainConfig, Trainer, read_metrics
 
 # Learning rates chosen by the sweep recorded in docs/section3_1_relu.md:
 # for each activation, the rate that reached 25% training error in the fewest
@@ -62,11 +62,13 @@ def epochs_to_target(errors, target):
 
 
 def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Config = None,
-            download=True, progress=True, restart=False) -> dict:
+            download=True, progress=True, restart=False, report_only=False) -> dict:
     """Train the CIFAR-10 net with ReLU and with tanh; write figure1.png and the curves.
 
     Resumable: each net trains in out/<activation>/ with a checkpoint; running
     the command again continues where it stopped (unless `restart`).
+    With `report_only`, nothing trains: the figure and summary are made from
+    the epochs the runs in `out` have finished so far.
     Returns the summary written to out/figure1.json.
     """
     cfg = config or Figure1Config()
@@ -74,19 +76,28 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
         cfg = replace(cfg, train_images=min(cfg.train_images, 5000), max_epochs=min(cfg.max_epochs, 3))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = cifar10.load_cifar10(data_dir, download=download, progress=progress)
-    if cfg.train_images < len(data.y_train):
-        data = data.subset(cfg.train_images, n_test=min(len(data.y_test), 2000), seed=cfg.seed)
-    mean = cifar10.mean_image(data.x_train)
+    if not report_only:
+        data = cifar10.load_cifar10(data_dir, download=download, progress=progress)
+        if cfg.train_images < len(data.y_train):
+            data = data.subset(cfg.train_images, n_test=min(len(data.y_test), 2000), seed=cfg.seed)
+        mean = cifar10.mean_image(data.x_train)
 
     curves, summary = {}, {"config": asdict(cfg), "runs": {}}
     for act in cfg.activations:
         run_dir = out / act
-        history = train_cifar(data, mean, act, cfg, run_dir, progress, restart)
+        if report_only:
+            history = read_metrics(run_dir)
+            if not history:
+                raise FileNotFoundError(f"{run_dir} has no finished epoch to report; "
+                                        "train first (alexnet figure1 without --report-only)")
+            lr = minidl.serialize.load(run_dir / CHECKPOINT)["meta"]["lr"]
+        else:
+            history = train_cifar(data, mean, act, cfg, run_dir, progress, restart)
+            lr = cfg.lr_of(act)
         errors = [r["train_top1"] for r in history]
         curves[act] = errors
         summary["runs"][act] = {
-            "lr": cfg.lr_of(act), "epochs_run": len(history),
+            "lr": lr, "epochs_run": len(history),
             "epochs_to_target": epochs_to_target(errors, cfg.target),
             "train_error": errors, "test_error": [r.get("test_top1") for r in history],
             "seconds": sum(r["seconds"] for r in history),
@@ -204,5 +215,5 @@ def figure1_sweep(data_dir=None, out="runs/figure1-sweep", lrs=(0.0005, 0.001, 0
                "errors": {a: {str(lr): e for lr, e in r.items()} for a, r in results.items()},
                "best": best}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps(summary, indent=1))
+    (out / f"sweep-{'-'.join(activations)}.json").write_text(json.dumps(summary, indent=1))
     return summary

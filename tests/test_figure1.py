@@ -51,6 +51,11 @@ def test_figure1_quick_end_to_end_and_resume(tmp_path, capsys):
     assert json.loads((out / "figure1.json").read_text())["runs"]["relu"]["train_error"] == \
         summary["runs"]["relu"]["train_error"]
     assert (out / "relu" / "checkpoint.npz").stat().st_mtime_ns == before
+    # --report-only re-plots from what the runs finished, training nothing
+    (out / "figure1.png").unlink()
+    assert cli.main(args + ["--report-only"]) == 0
+    assert (out / "figure1.png").exists()
+    assert (out / "relu" / "checkpoint.npz").stat().st_mtime_ns == before
     # another configuration in the same folder is refused, not mixed in
     assert cli.main(args + ["--lr-relu", "0.5"]) == 1
     assert "another configuration" in capsys.readouterr().err
