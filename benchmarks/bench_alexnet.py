@@ -5,10 +5,13 @@ A step is what `alexnet train` does per batch: forward through the two-column
 Section 5 SGD update (momentum 0.9, weight decay 0.0005) of all 60,965,224
 parameters. Input: random float32 images (N, 3, 227, 227), random labels.
 
-Measured in the same run, each configuration in its own subprocess so that
-one's memory does not count against the other's:
+Measured in the same run, each configuration in its own subprocess (so that
+one's memory does not count against the other's), both built first, then
+their steps interleaved: minidl, torch, minidl, torch, ... (the machines are
+shared; a change of load then falls on both alike). After one warm-up step
+each, the median of ``--steps`` steps:
 
-* minidl: median seconds per step over ``--steps`` steps (after one warm-up).
+* minidl: the two-column `AlexNet`, both columns on ``cpu``.
 * torch (if it imports; never a dependency): the SAME architecture on
   PyTorch CPU: conv2, conv4, conv5 as ``groups=2`` convolutions, LRN run on
   each column's half of the channels (``local_response_norm`` divides alpha
@@ -17,13 +20,12 @@ one's memory does not count against the other's:
   ``torch.optim.SGD(momentum=0.9, weight_decay=5e-4)``, and
   ``torch.set_num_threads(os.cpu_count())``.
 
-Reported: img/s of each, ratio minidl / torch (above 1: minidl is faster;
-by wall time, and by CPU seconds per step, which a shared machine's load
-moves less),
-and each subprocess's resident-set high-water mark (VmHWM). Then, for one
-minidl step, where the time goes: forward and backward of every op,
-labelled by op and output shape (which names the layer), plus the SGD step
-and the autograd bookkeeping left over.
+Reported: img/s of each; the ratio torch-time / minidl-time (above 1: minidl
+is faster), by wall time and by CPU seconds per step (all threads of the
+process); each subprocess's resident-set high-water mark (VmHWM). Then, for
+one minidl step in a fresh process, where the time goes: forward and
+backward of every op, labelled by op and shapes (which name the layer),
+plus the SGD step and the autograd bookkeeping left over.
 
     python -m benchmarks.bench_alexnet                       # batch 128, 3 steps (minutes)
     python -m benchmarks.bench_alexnet --batch 32 --steps 2 --no-torch
@@ -41,7 +43,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .common import median_time, report
+from .common import report
 
 GiB = 2 ** 30
 
@@ -172,24 +174,9 @@ def minidl_breakdown(batch):
     return rows
 
 
-def timed_steps(step, steps):
-    """Median wall seconds per step (common.median_time) and median CPU seconds.
-
-    CPU time (this process, all its threads) is reported next to wall time:
-    on a shared machine it moves much less with the load than wall time does.
-    """
-    cpu = []
-    def timed():
-        c0 = time.process_time()
-        step()
-        cpu.append(time.process_time() - c0)
-    seconds = median_time(timed, repeat=steps, warmup=1)
-    return {"seconds": seconds, "cpu_seconds": float(np.median(cpu[1:]))}
-
-
-def run_minidl(batch, steps):
+def minidl_setup(batch):
     step, _ = minidl_step_fn(batch)
-    return {**timed_steps(step, steps), "peak_bytes": peak_rss_bytes()}
+    return step, {}
 
 
 # ----------------------------------------------------------------------------
@@ -236,13 +223,12 @@ def torch_net():
     return GroupedAlexNetTorch()
 
 
-def run_torch(batch, steps):
+def torch_setup(batch):
     import torch
     import torch.nn.functional as TF
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
     net = torch_net()
-    n_params = sum(p.numel() for p in net.parameters())
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005)
     x = torch.randn(batch, 3, 227, 227)
     labels = torch.randint(0, 1000, (batch,))
@@ -252,24 +238,69 @@ def run_torch(batch, steps):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return {**timed_steps(step, steps), "peak_bytes": peak_rss_bytes(), "params": n_params,
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return step, {"params": sum(p.numel() for p in net.parameters()),
+                  "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 # ----------------------------------------------------------------------------
-# Driver: one subprocess per configuration
+# Driver: one subprocess per configuration, their steps interleaved
 # ----------------------------------------------------------------------------
-WORKERS = {"minidl": run_minidl, "torch": run_torch}
+SETUPS = {"minidl": minidl_setup, "torch": torch_setup}
 
 
-def in_subprocess(worker, batch, steps):
-    cmd = [sys.executable, "-m", "benchmarks.bench_alexnet", "--worker", worker,
-           "--batch", str(batch), "--steps", str(steps)]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"bench_alexnet: the {worker} run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def serve(worker, batch):
+    """A worker process: build the net, then run one timed step per 'step' line on stdin.
+
+    Answers each with {"wall": s, "cpu": s} (CPU: this process, all threads);
+    on 'done' answers with its peak memory and exits.
+    """
+    step, info = SETUPS[worker](batch)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "done":
+            print(json.dumps({**info, "peak_bytes": peak_rss_bytes()}), flush=True)
+            return
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        print(json.dumps({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}),
+              flush=True)
+
+
+class Worker:
+    """The driver's end of a `serve` process."""
+
+    def __init__(self, name, batch):
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.bench_alexnet", "--worker", name,
+             "--batch", str(batch)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True)
+        self.samples = []
+        self.ask(None)
+
+    def ask(self, command):
+        if command is not None:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bench_alexnet: the {self.name} worker died "
+                               f"(exit status {self.proc.wait()}); its error is above")
+        return json.loads(line)
+
+    def step(self, keep=True):
+        sample = self.ask("step")
+        if keep:
+            self.samples.append(sample)
+
+    def finish(self):
+        info = self.ask("done")
+        self.proc.wait()
+        return {**info, "seconds": float(np.median([s["wall"] for s in self.samples])),
+                "cpu_seconds": float(np.median([s["cpu"] for s in self.samples]))}
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def torch_available():
@@ -286,19 +317,26 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3, help="timed steps per configuration (median)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     p.add_argument("--no-breakdown", action="store_true", help="skip the per-op breakdown")
-    p.add_argument("--worker", choices=sorted(WORKERS) + ["breakdown"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=sorted(SETUPS) + ["breakdown"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.worker == "breakdown":
         print(json.dumps(minidl_breakdown(args.batch)))
         return
     if args.worker:
-        print(json.dumps(WORKERS[args.worker](args.batch, args.steps)))
+        serve(args.worker, args.batch)
         return
 
-    results = {"minidl": in_subprocess("minidl", args.batch, args.steps)}
-    if not args.no_torch and torch_available():
-        results["torch"] = in_subprocess("torch", args.batch, args.steps)
+    # Both nets stay built; their steps alternate (minidl, torch, minidl, ...), so a
+    # change in the shared machine's load falls on both alike.
+    names = ["minidl"] + (["torch"] if not args.no_torch and torch_available() else [])
+    workers = [Worker(name, args.batch) for name in names]
+    for w in workers:
+        w.step(keep=False)                                       # warm-up
+    for _ in range(args.steps):
+        for w in workers:
+            w.step()
+    results = {w.name: w.finish() for w in workers}
     rows = []
     for name, r in results.items():
         rows.append({"impl": name, "batch": args.batch, "s/step": r["seconds"],
@@ -318,8 +356,7 @@ def main(argv=None):
         print("\nOne minidl step, by op (forward / backward; both columns together; the shapes name the layer):")
         cmd = [sys.executable, "-m", "benchmarks.bench_alexnet", "--worker", "breakdown",
                "--batch", str(args.batch)]
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"bench_alexnet: the breakdown failed:\n{done.stderr[-3000:]}")
         brows = json.loads(done.stdout.strip().splitlines()[-1])
