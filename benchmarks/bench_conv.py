@@ -19,9 +19,13 @@ comparison only; minidl never imports torch).
     python -m benchmarks.bench_conv --threads 1 --cpu-time   # on a busy shared machine
 
 On a machine shared with other jobs, wall times of multi-threaded BLAS swing
-10x (a GEMM thread waiting for a descheduled partner); ``--threads 1
---cpu-time`` runs everything on one thread and counts CPU time, which other
-jobs barely disturb: the ratio then says how much work the copies add.
+10x (a GEMM thread waiting for a descheduled partner), and conv2d suffers
+more than the reference: it makes one GEMM call per chunk of images (10-30
+per layer) where the reference makes one, and each call can wait a time
+slice. So quote the 2-core wall ratio only from a quiet machine (``uptime``
+load < 1); ``--threads 1 --cpu-time`` runs everything on one thread and
+counts CPU time, which other jobs barely disturb: the ratio then says how
+much work the copies add.
 Writes benchmarks/results/bench_conv.json.
 """
 from __future__ import annotations
