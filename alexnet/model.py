@@ -22,8 +22,10 @@ test of that equality is the proof that the split is right.
 Input size: the text says 224x224, but (224 - 11) / 4 + 1 is not an integer.
 With 227 and no padding conv1 gives exactly 55x55, as Figure 2 shows; Caffe
 and Chainer use 227. cuda-convnet (the 2012 code) used 224 with a padding
-that its ceil-style output arithmetic absorbed. We default to 227; any size
-that gives 6x6 after the last pool works (`AlexNetConfig.input_size`).
+that its ceil-style output arithmetic absorbed. We default to 227. Other
+sizes build a net whose fc6 reads whatever pool5 gives (`layer_sizes()`
+tells): 224 with our floor arithmetic gives 54 -> 26 -> 12 -> 5, so fc6 reads
+6,400 values instead of 9,216 — a different net from the paper's.
 """
 from __future__ import annotations
 

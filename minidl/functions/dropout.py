@@ -3,8 +3,10 @@
 Training: each unit's output is set to zero with probability p.
 Testing: every unit is used, its output multiplied by (1 - p) (0.5 in the
 paper), which is the expected value of the training-time output. (Modern
-"inverted" dropout scales by 1/(1-p) at training instead; the two give the
-same network up to a constant factor on the next layer's weights.)
+"inverted" dropout scales by 1/(1-p) at training instead. The trained
+networks then differ by a factor 1/(1-p) in the next layer's weights, so
+weights are not interchangeable between the two conventions, and learning
+rate and weight decay act on differently scaled weights.)
 """
 from __future__ import annotations
 
