@@ -72,3 +72,17 @@ def test_epochs_to_target_interpolates():
     assert epochs_to_target([0.6, 0.4, 0.2], 0.25) == pytest.approx(2.75)
     assert epochs_to_target([0.2], 0.25) == 1.0
     assert epochs_to_target([0.6, 0.5], 0.25) is None
+
+
+def test_ratio_when_tanh_stops_short_gives_a_bound_and_the_ratio_at_its_best_error():
+    from alexnet.experiments import _ratio
+    runs = {"relu": {"train_error": [0.6, 0.4, 0.3, 0.2], "epochs_to_target": 3.5, "epochs_run": 4},
+            "tanh": {"train_error": [0.7, 0.5, 0.45, 0.4, 0.35, 0.3],
+                     "epochs_to_target": None, "epochs_run": 6}}
+    r = _ratio(runs, None)
+    assert r["tanh_over_relu"] is None and r["at_least"] == pytest.approx(6 / 3.5)
+    assert r["at_tanh_best"]["error"] == 0.3
+    assert r["at_tanh_best"]["relu_epochs"] == 3.0 and r["at_tanh_best"]["tanh_epochs"] == 6.0
+    assert r["at_tanh_best"]["tanh_over_relu"] == 2.0
+    runs["tanh"]["epochs_to_target"] = 14.0
+    assert _ratio(runs, None) == {"tanh_over_relu": 4.0}
