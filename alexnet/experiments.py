@@ -189,10 +189,11 @@ def describe(summary) -> str:
                      "(the paper: about 6x)")
     elif ratio:
         best = ratio["at_tanh_best"]
-        lines.append(f"tanh needs at least {ratio['at_least']:.1f}x the epochs of ReLU to reach "
-                     f"25%; to reach {best['error']:.3f} (tanh's best) it took "
-                     f"{best['tanh_epochs']:.1f} epochs, ReLU {best['relu_epochs']:.1f}: "
-                     f"{best['tanh_over_relu']:.1f}x")
+        bound = (f" (so it needs at least {ratio['at_least']:.1f}x ReLU's epochs)"
+                 if ratio["at_least"] > 1 else "")
+        lines.append(f"tanh has not reached 25% yet{bound}; to reach {best['error']:.3f}, "
+                     f"tanh's best so far, it took {best['tanh_epochs']:.1f} epochs and ReLU "
+                     f"{best['relu_epochs']:.1f}: {best['tanh_over_relu']:.1f}x")
     return "\n".join(lines)
 
 
