@@ -35,6 +35,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import array_module
+from .checks import check_images
 
 
 def channel_window_sum(v, r, out):
@@ -106,13 +107,7 @@ class LocalResponseNorm(Function):
 
     def forward(self, a):
         xp = array_module(a)
-        if a.ndim != 4:
-            raise ValueError(f"local_response_norm: expected x of shape (N, C, H, W), found "
-                             f"shape {tuple(a.shape)} ({a.ndim} axes); add the missing axes, "
-                             "e.g. x.reshape(1, C, H, W) for one image")
-        if not np.issubdtype(a.dtype, np.floating):
-            raise ValueError(f"local_response_norm: expected a floating-point array, found "
-                             f"dtype {a.dtype}; convert first, e.g. x.astype('float32')")
+        check_images("local_response_norm", a)
         r = self.n // 2
         s, scale, b = xp.empty_like(a), xp.empty_like(a), xp.empty_like(a)
         step, chunks = _chunks(a)

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import array_module
+from .checks import check_images
 
 
 def pool_output_size(size, kernel, stride, ceil_mode=False):
@@ -62,13 +63,7 @@ def _check_args(name, kernel, stride):
 
 
 def _check_input(name, x, kernel):
-    if x.ndim != 4:
-        raise ValueError(f"{name}: expected x of shape (N, C, H, W), found shape "
-                         f"{tuple(x.shape)} ({x.ndim} axes); add the missing axes, e.g. "
-                         "x.reshape(1, C, H, W) for one image")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"{name}: expected a floating-point array, found dtype {x.dtype}; "
-                         "convert first, e.g. x.astype('float32')")
+    check_images(name, x)
     H, W = x.shape[2:]
     if kernel > H or kernel > W:
         raise ValueError(f"{name}: kernel {kernel}x{kernel} is larger than the input "
