@@ -16,8 +16,9 @@ each function the gradient of its outputs and collecting the gradients of
 its inputs. A tensor read by several ops receives the sum of their
 gradients. A recorded function holds its inputs only as edges of the graph
 (which op made them, their shape), not their arrays: what its backward
-needs, it keeps on itself, so nothing else stays alive until backward. Once walked, a function drops what it kept, so the activations
-of a training step are freed as soon as backward has used them.
+needs, it keeps on itself, so nothing else stays alive until backward.
+Once walked, a function drops what it kept, so the activations of a
+training step are freed as soon as backward has used them.
 
 A worked example, with every intermediate value, is in docs/autograd.md.
 """

@@ -20,6 +20,7 @@ from alexnet.evaluate import evaluate_ten
 from alexnet.figures_imagenet import kernel_grid, nearest
 from alexnet.imagenet_train import load_checkpoint
 from alexnet.train import read_metrics
+from conftest import session_processes
 
 SCRIPT = Path(__file__).with_name("_imagenet_train_script.py")
 WNIDS = ["n01000001", "n02000002", "n03000003", "n04000004"]
@@ -227,19 +228,6 @@ def test_ctrl_c_during_training_keeps_the_checkpoint_and_leaves_no_process(cache
     assert session_processes(proc.pid) == []      # loader workers and forkserver gone
 
 
-def session_processes(sid):
-    """Live processes (not zombies) of session `sid`."""
-    left = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().split(")")[-1].split()
-                if int(fields[3]) == sid and fields[0] != "Z":
-                    left.append(int(entry))
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                pass
-    return left
 
 
 def test_gpu_pipeline_check_dry_run_on_a_virtual_device():

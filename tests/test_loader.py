@@ -15,6 +15,7 @@ from PIL import Image
 from alexnet.data.augment import train_batch
 from alexnet.data.loader import Loader
 from alexnet.data.prepare import CacheSplit, open_split, prepare
+from conftest import session_processes
 
 
 def numbered(n=40, skipped=()):
@@ -221,14 +222,4 @@ def test_ctrl_c_leaves_no_processes():
     assert "KeyboardInterrupt" in err
     assert gone(pids + [proc.pid])
     # nothing at all is left in the session (the forkserver included)
-    left = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().split(")")[-1].split()
-                if int(fields[3]) == proc.pid and fields[0] != "Z":  # same session id
-                    left.append(entry)
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                pass
-    assert gone([int(p) for p in left])
+    assert gone(session_processes(proc.pid))
