@@ -32,9 +32,15 @@ def cmd_figure1(args):
         overrides["activations"] = tuple(args.activations.split(","))
     from dataclasses import replace
     cfg = replace(cfg, **overrides)
-    summary = figure1(args.data_dir, args.out, quick=args.quick, config=cfg,
-                      download=not args.no_download, progress=not args.no_progress,
-                      restart=args.restart, report_only=args.report_only)
+    from .data.cifar10 import CIFAR10NotFound
+    try:
+        summary = figure1(args.data_dir, args.out, quick=args.quick, config=cfg,
+                          download=not args.no_download, progress=not args.no_progress,
+                          restart=args.restart, report_only=args.report_only)
+    except CIFAR10NotFound as e:
+        raise FileNotFoundError(f"{e}\nFrom the command line: --data-dir D names the place "
+                                "(a folder, the archive, or cifar-10-batches-py); the "
+                                "download runs unless --no-download.") from e
     print(describe(summary))
     print(f"wrote {args.out}/figure1.png, figure1.csv, figure1.json")
 
