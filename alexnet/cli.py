@@ -15,7 +15,7 @@ import sys
 
 
 def cmd_figure1(args):
-    from .experiments import Figure1Config, describe, figure1
+    from .experiments import Figure1Config, available_cores, describe, figure1
     cfg = Figure1Config()
     overrides = {}
     if args.max_epochs:
@@ -36,7 +36,8 @@ def cmd_figure1(args):
     try:
         summary = figure1(args.data_dir, args.out, quick=args.quick, config=cfg,
                           download=not args.no_download, progress=not args.no_progress,
-                          restart=args.restart, report_only=args.report_only)
+                          restart=args.restart, report_only=args.report_only,
+                          jobs=args.jobs if args.jobs is not None else available_cores())
     except CIFAR10NotFound as e:
         raise FileNotFoundError(f"{e}\nFrom the command line: --data-dir D names the place "
                                 "(a folder, the archive, or cifar-10-batches-py); the "
@@ -141,6 +142,10 @@ def build_parser():
     f.add_argument("--activations", default=None,
                    help="comma-separated subset of relu,tanh (e.g. to train them in two processes)")
     f.add_argument("--seed", type=int, default=None)
+    f.add_argument("--jobs", type=int, default=None,
+                   help="train the nets side by side in this many processes, the cores shared "
+                        "out among them (default: one per core, at most one per net; 1: one "
+                        "after the other)")
     f.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
     f.add_argument("--no-progress", action="store_true", help="a line per epoch, no bars")
     f.add_argument("--restart", action="store_true", help="discard checkpoints in --out")

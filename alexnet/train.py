@@ -63,6 +63,7 @@ class TrainConfig:
     topk: tuple = (1, 5)
     progress: bool = True
     run_name: str = "train"
+    bar_position: int = 0                   # the epoch bar's line; the batch bar's is +1
 
 
 @dataclass
@@ -159,7 +160,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         s, cfg = self.state, self.cfg
         epochs = tqdm(total=cfg.max_epochs, initial=s.epoch, desc=cfg.run_name, unit="epoch",
-                      disable=not cfg.progress, position=0)
+                      disable=not cfg.progress, position=cfg.bar_position)
         try:
             while not s.finished and s.epoch < cfg.max_epochs:
                 self._train_epoch()
@@ -179,7 +180,8 @@ class Trainer:
             self.schedule.set_epoch(s.epoch)
         n = len(self.batches)
         bar = tqdm(total=n, initial=s.batch, desc=f"epoch {s.epoch + 1}", unit="batch",
-                   leave=False, disable=not cfg.progress, position=1)
+                   leave=False, disable=not cfg.progress,
+                   position=cfg.bar_position + 1)
         t0 = time.perf_counter()
         for x, y in self.batches.epoch(s.epoch, s.batch):
             logits = model(Tensor(x, device=self.device))              # forward

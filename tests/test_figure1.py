@@ -86,3 +86,32 @@ def test_ratio_when_tanh_stops_short_gives_a_bound_and_the_ratio_at_its_best_err
     assert r["at_tanh_best"]["tanh_over_relu"] == 2.0
     runs["tanh"]["epochs_to_target"] = 14.0
     assert _ratio(runs, None) == {"tanh_over_relu": 4.0}
+
+
+def test_figure1_trains_the_nets_side_by_side_in_processes(tmp_path, capsys):
+    """--jobs 2: each net in a process of its own; the same curves as one after the other."""
+    data = write_cifar(tmp_path / "data")
+    runs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}"
+        assert cli.main(["figure1", "--data-dir", str(data), "--out", str(out), "--quick",
+                         "--no-download", "--no-progress", "--jobs", jobs]) == 0
+        runs[jobs] = json.loads((out / "figure1.json").read_text())["runs"]
+        assert (out / "figure1.png").exists()
+    assert set(runs["2"]) == {"relu", "tanh"}
+    for act in ("relu", "tanh"):
+        assert runs["2"][act]["epochs_run"] == runs["1"][act]["epochs_run"] == 3
+        # one BLAS thread instead of all: rounding may differ, not the training
+        np.testing.assert_allclose(runs["2"][act]["train_error"], runs["1"][act]["train_error"],
+                                   atol=0.05)
+    capsys.readouterr()
+
+
+def test_figure1_in_processes_reports_a_run_error(tmp_path, capsys):
+    data = write_cifar(tmp_path / "data")
+    out = tmp_path / "out"
+    args = ["figure1", "--data-dir", str(data), "--out", str(out), "--quick", "--no-download",
+            "--no-progress", "--jobs", "2"]
+    assert cli.main(args) == 0
+    assert cli.main(args + ["--lr-tanh", "0.5"]) == 1       # the tanh run was made at another rate
+    assert "another configuration" in capsys.readouterr().err
