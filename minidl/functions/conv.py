@@ -19,7 +19,9 @@ row of a window of all N images is a single contiguous run of OW*N values, so
 im2col and the additions of col2im move long runs instead of OW-sized
 fragments (NumPy's per-run overhead dominated the NCHW version: col2im was 2-4x
 slower). The price is transposing x into CHWN and the output (and dy) out of
-it: arrays about KH*KW/s^2 and K/C_out times smaller than the columns.
+it: arrays about KH*KW/s^2 and K/C_out times smaller than the columns. When
+chunks hold >= 8 images the output stays CHWN, under an NCHW view
+(layout.py), and a CHWN dy is read in place: no transposes at all.
 (With stride > 1 and several images per chunk the runs are N values long, so
 such a layer is slower; conv1, the only strided layer of the paper, has
 columns big enough for one image per chunk, where the runs are OW long.)
@@ -349,12 +351,12 @@ class Convolution(Function):
         for i0 in range(0, N, chunk) if (need_x or need_W) else ():
             i1 = min(N, i0 + chunk)
             n = i1 - i0
-            gyc = dy_chunk(i0, i1)
-            if n == N and gyc.flags.c_contiguous:
-                gyc = gyc.reshape(C_out, P * N)                            # no copy
+            dyc = dy_chunk(i0, i1)
+            if n == N and dyc.flags.c_contiguous:
+                gyc = dyc.reshape(C_out, P * N)                            # no copy
             else:
                 gyc = _workspace(xp, "gy", (C_out, P * n), x.dtype)        # (C_out, P*n)
-                gyc.reshape(C_out, P, n)[...] = dy_chunk(i0, i1)
+                gyc.reshape(C_out, P, n)[...] = dyc
             if need_W:
                 cols = self._cols(x[i0:i1], geo)       # recomputed, not kept from forward
                 for g in range(G):

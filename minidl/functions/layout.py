@@ -11,12 +11,14 @@ such an array is either
 The shape, the values and every NumPy operation are the same for both; only
 the speed differs. A convolution computes its output as (C_out, H*W*N)
 matrices, so it hands that out as CHWN when its chunks are large enough and
-saves the transpose (see conv.py); pooling and LRN then run along whole runs
-of N images instead of rows of W pixels: NumPy's cost per run dominates for
+saves the transpose (see conv.py); pooling then runs along whole runs of N
+images instead of rows of W pixels: NumPy's cost per run dominates for
 rows of 13-32 values, so the CIFAR net's pooling runs 1.5-2.5x faster.
 
-The layers below read either layout through `planes` and write their output
-in the layout they read, so neither layout converts into the other on the way.
+Pooling reads either layout through `planes` and writes its output in the
+layout it read; ReLU and tanh keep their input's layout (NumPy's elementwise
+outputs follow their inputs). LRN accepts both but is fast on NCHW only, which
+is what AlexNet's conv1 and conv2 (chunks of 1-3 images) hand it.
 """
 from __future__ import annotations
 
@@ -39,11 +41,10 @@ def planes(x):
     copied to NCHW. Returns (x4, back) with back(y4) mapping a (B, h, w, T)
     array of the same arrangement to its (N, C, h, w) view.
     """
-    xp_contig = x.flags.c_contiguous
     N, C, H, W = x.shape
     if is_chwn(x):
         return x.transpose(1, 2, 3, 0), lambda y4: y4.transpose(3, 0, 1, 2)
-    if not xp_contig:
+    if not x.flags.c_contiguous:
         x = x.copy()                                   # C order
     return (x.reshape(N * C, H, W, 1),
             lambda y4: y4.reshape(N, C, y4.shape[1], y4.shape[2]))
