@@ -241,8 +241,9 @@ def describe(summary) -> str:
     lines = []
     for act, r in summary["runs"].items():
         e = r["epochs_to_target"]
-        where = f"{e:.2f} epochs" if e is not None else f"not within {r['epochs_run']} epochs"
-        lines.append(f"{act:>5}: lr {r['lr']:g}, 25% training error after {where} "
+        where = (f"25% training error after {e:.2f} epochs" if e is not None
+                 else f"25% training error not reached in {r['epochs_run']} epochs")
+        lines.append(f"{act:>5}: lr {r['lr']:g}, {where} "
                      f"(final {r['train_error'][-1]:.3f}; {r['images_per_s']:.0f} img/s)")
     ratio = summary.get("ratio")
     if ratio and ratio.get("tanh_over_relu"):
