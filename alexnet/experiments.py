@@ -83,11 +83,12 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not report_only:
-        data, mean = _figure1_data(data_dir, cfg, download, progress)   # fetched and checked once
         if jobs > 1 and len(cfg.activations) > 1:
-            del data, mean
+            cifar10.load_cifar10(data_dir, download=download, progress=progress)  # fetch, check
             _train_in_processes(data_dir, cfg, out, progress, restart, jobs)
             report_only = True                       # the runs are on disk: report them
+        else:
+            data, mean = _figure1_data(data_dir, cfg, download, progress)
 
     curves, summary = {}, {"config": asdict(cfg), "runs": {}}
     for act in cfg.activations:

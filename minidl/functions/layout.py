@@ -22,6 +22,8 @@ is what AlexNet's conv1 and conv2 (chunks of 1-3 images) hand it.
 """
 from __future__ import annotations
 
+from ..backend import array_module
+
 
 def is_chwn(x) -> bool:
     """True if the (N, C, H, W) array x is a view of a C-contiguous (C, H, W, N) array."""
@@ -34,17 +36,23 @@ def empty_chwn(xp, shape, dtype):
     return xp.empty((C, H, W, N), dtype).transpose(3, 0, 1, 2)
 
 
-def planes(x):
-    """x (N, C, H, W) as a (B, H, W, T) view of its memory, and the inverse map.
+def planes(x, chwn=None):
+    """x (N, C, H, W) as a (B, H, W, T) array, and the inverse map.
 
-    NCHW -> (N*C, H, W, 1);  CHWN -> (C, H, W, N). Any other layout is first
-    copied to NCHW. Returns (x4, back) with back(y4) mapping a (B, h, w, T)
-    array of the same arrangement to its (N, C, h, w) view.
+    NCHW -> (N*C, H, W, 1);  CHWN -> (C, H, W, N). With chwn=None the
+    arrangement follows x's memory (a view; any other layout is first copied
+    to NCHW); True or False asks for that arrangement, a view when x already
+    lies so, else a copy (a gradient arranged as its layer's output was).
+    Returns (x4, back) with back(y4) mapping a (B, h, w, T) array of the same
+    arrangement to its (N, C, h, w) view.
     """
     N, C, H, W = x.shape
-    if is_chwn(x):
-        return x.transpose(1, 2, 3, 0), lambda y4: y4.transpose(3, 0, 1, 2)
-    if not x.flags.c_contiguous:
-        x = x.copy()                                   # C order
-    return (x.reshape(N * C, H, W, 1),
+    if chwn is None:
+        chwn = is_chwn(x)
+    if chwn:
+        xt = x.transpose(1, 2, 3, 0)
+        if not xt.flags.c_contiguous:
+            xt = array_module(x).ascontiguousarray(xt)
+        return xt, lambda y4: y4.transpose(3, 0, 1, 2)
+    return (x.reshape(N * C, H, W, 1),                 # a copy only if x is not C-contiguous
             lambda y4: y4.reshape(N, C, y4.shape[1], y4.shape[2]))

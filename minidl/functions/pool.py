@@ -43,7 +43,7 @@ import numpy as np
 from ..autograd import Function
 from ..backend import array_module
 from .checks import check_images
-from .layout import planes
+from .layout import is_chwn, planes
 
 
 def pool_output_size(size, kernel, stride, ceil_mode=False):
@@ -131,7 +131,8 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         xp = array_module(x)
         H, W, OH, OW = self._sizes(x)
-        x4, back = planes(x)                               # (B, H, W, T), see layout.py
+        chwn = is_chwn(x)
+        x4, back = planes(x, chwn)                         # (B, H, W, T), see layout.py
         y4 = xp.empty((x4.shape[0], OH, OW, x4.shape[3]), dtype=x.dtype)
         (_, _, rows, cols), *rest = _offsets(H, W, OH, OW, self.kernel, self.stride)
         for c in _chunks(x4)[1]:
@@ -141,7 +142,7 @@ class MaxPool2d(_Pool2d):
                 block = yc[:, :oh, :ow]
                 xp.maximum(block, xc[:, rows_k, cols_k], out=block)
         if self.needs_input_grad[0]:
-            self.x4, self.y4, self.back = x4, y4, back
+            self.x4, self.y4, self.back, self.chwn = x4, y4, back, chwn
         return back(y4)
 
     def backward(self, g):
@@ -149,7 +150,7 @@ class MaxPool2d(_Pool2d):
         x4, y4 = self.x4, self.y4
         (H, W), (OH, OW) = x4.shape[1:3], y4.shape[1:3]
         offsets = _offsets(H, W, OH, OW, self.kernel, self.stride)
-        g4 = _like(g, y4.shape)
+        g4 = planes(g, chwn=self.chwn)[0]        # as y4 was laid out
         dx4 = xp.empty_like(x4)
         step, chunks = _chunks(x4)
         left_all = xp.empty((step,) + y4.shape[1:], dtype=g.dtype)   # reused by every chunk
@@ -191,7 +192,8 @@ class AvgPool2d(_Pool2d):
     def forward(self, x):
         xp = array_module(x)
         H, W, OH, OW = self._sizes(x)
-        x4, back = planes(x)
+        chwn = is_chwn(x)
+        x4, back = planes(x, chwn)
         y4 = xp.empty((x4.shape[0], OH, OW, x4.shape[3]), dtype=x.dtype)
         (_, _, rows, cols), *rest = _offsets(H, W, OH, OW, self.kernel, self.stride)
         inv = self._inverse_counts(xp, H, W, OH, OW, x.dtype)
@@ -202,7 +204,7 @@ class AvgPool2d(_Pool2d):
                 yc[:, :oh, :ow] += xc[:, rows_k, cols_k]
             yc *= inv
         if self.needs_input_grad[0]:
-            self.x_shape, self.x_dtype, self.back = x4.shape, x.dtype, back
+            self.x_shape, self.x_dtype, self.back, self.chwn = x4.shape, x.dtype, back, chwn
         return back(y4)
 
     def backward(self, g):
@@ -210,7 +212,7 @@ class AvgPool2d(_Pool2d):
         B, H, W, T = self.x_shape
         OH, OW = g.shape[2:]
         offsets = _offsets(H, W, OH, OW, self.kernel, self.stride)
-        share4 = _like(g, (B, OH, OW, T)) * self._inverse_counts(xp, H, W, OH, OW, g.dtype)
+        share4 = planes(g, self.chwn)[0] * self._inverse_counts(xp, H, W, OH, OW, g.dtype)
         dx4 = xp.empty(self.x_shape, dtype=self.x_dtype)
         for c in _chunks(dx4)[1]:
             dxc, sc = dx4[c], share4[c]
@@ -219,14 +221,6 @@ class AvgPool2d(_Pool2d):
                 dxc[:, rows, cols] += sc[:, :oh, :ow]
         return self.back(dx4)
 
-
-def _like(g, shape4):
-    """The (N, C, OH, OW) gradient g arranged as planes of `shape4` (B, OH, OW, T):
-    a view when g lies in memory as the output did (the usual case), else a copy."""
-    if shape4[3] == 1:                              # NCHW planes
-        return g.reshape(shape4)                    # a copy only if g is not C-contiguous
-    gt = g.transpose(1, 2, 3, 0)                    # CHWN planes: (C, OH, OW, N)
-    return gt if gt.flags.c_contiguous else array_module(g).ascontiguousarray(gt)
 
 
 def max_pool2d(x, kernel=3, stride=2, ceil_mode=False):
