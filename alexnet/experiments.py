@@ -20,6 +20,7 @@ import numpy as np
 
 import minidl
 from minidl import optim
+from minidl.parallel import available_cores
 
 from .data import cifar10
 from .data.arrays import ArrayBatches
@@ -128,30 +129,30 @@ def _figure1_data(data_dir, cfg, download, progress):
 
 
 def _train_in_processes(data_dir, cfg, out, progress, restart, jobs):
-    """Train cfg.activations in `jobs` processes, each with its share of the cores.
+    """Train cfg.activations in `jobs` processes, the cores shared out among them.
 
-    On a 2-core machine each net trains with one BLAS thread about as fast as
-    one net alone with two (most of a step is single-threaded NumPy copies, and
-    OpenBLAS's threads spin between calls): side by side, both finish in about
-    the time of the slower one instead of the sum. Each process loads the data
-    (already fetched) and trains as `train_cifar` does, so the curves are the
-    same as in one process, up to float rounding in the BLAS.
+    Each process trains as `train_cifar` does (loading the data, already
+    fetched), so the curves are those of one process, up to float rounding.
+    Before each batch a process takes its share of the cores as minidl
+    threads (parallel.py): cores // (nets training now). On 2 cores the two
+    nets train with one thread each (each about 540 img/s: two processes use
+    the cores better than one with two threads, as most of a step is NumPy
+    that splits imperfectly); once ReLU's net has reached its target, tanh's
+    takes both (about 1.5x faster).
     """
     jobs = min(jobs, len(cfg.activations))
-    threads = str(max(1, available_cores() // jobs))
+    cores = available_cores()
+    threads = str(max(1, cores // jobs))
+    ctx = multiprocessing.get_context("spawn")
+    running = ctx.Value("i", 0)                          # nets training now
+    share = "MINIDL_NUM_THREADS" not in os.environ       # else the user's count holds
     with _environment({v: threads for v in _THREAD_VARIABLES}), ProcessPoolExecutor(
-            jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs, mp_context=ctx, initializer=_child_init,
+            initargs=(running if share else None, cores)) as pool:
         futures = [pool.submit(_train_one, data_dir, act, cfg, out / act, progress, restart, 2 * i)
                    for i, act in enumerate(cfg.activations)]
         for f in futures:
             f.result()                                   # re-raises a process's error here
-
-
-def available_cores() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -169,20 +170,62 @@ def _environment(values):
             os.environ.pop(k, None)
 
 
+_share = None          # in a process of _train_in_processes: (nets training now, cores)
+
+
+def _child_init(running, cores):
+    global _share
+    _share = None if running is None else (running, cores)
+
+
+class _CoreShare:
+    """Training batches that, before each batch, set this process's minidl
+    threads to its share of the cores: cores // (nets training now)."""
+
+    def __init__(self, batches, running, cores):
+        self.batches, self.running, self.cores = batches, running, cores
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getattr__(self, name):
+        return getattr(self.batches, name)
+
+    def epoch(self, epoch, start=0):
+        for batch in self.batches.epoch(epoch, start):
+            minidl.set_num_threads(max(1, self.cores // max(1, self.running.value)))
+            yield batch
+
+
 def _train_one(data_dir, activation, cfg, run_dir, progress, restart, bar_position):
     """One net in a process of its own (see `_train_in_processes`)."""
     data, mean = _figure1_data(data_dir, cfg, download=False, progress=False)
-    train_cifar(data, mean, activation, cfg, run_dir, progress, restart, bar_position)
+    if _share is None:
+        return train_cifar(data, mean, activation, cfg, run_dir, progress, restart, bar_position)
+    running, cores = _share
+    with running.get_lock():
+        running.value += 1
+    try:
+        train_cifar(data, mean, activation, cfg, run_dir, progress, restart, bar_position,
+                    share=(running, cores))
+    finally:
+        with running.get_lock():
+            running.value -= 1
 
 
 def train_cifar(data, mean, activation, cfg: Figure1Config, run_dir, progress=True,
-                restart=False, bar_position=0):
-    """One net of Figure 1: train until `target` training error or `max_epochs`."""
+                restart=False, bar_position=0, share=None):
+    """One net of Figure 1: train until `target` training error or `max_epochs`.
+
+    share: (a shared count of the nets training now, cores) to take a share
+    of the cores before each batch (see `_train_in_processes`)."""
     minidl.random.manual_seed(cfg.seed)
     model = CifarNet(CifarNetConfig(activation=activation), seed=cfg.seed)
     opt = optim.SGD(model.parameters(), lr=cfg.lr_of(activation), momentum=cfg.momentum,
                     weight_decay=0.0)                        # no regularization of any kind
     batches = ArrayBatches(data.x_train, data.y_train, mean, cfg.batch_size, seed=cfg.seed)
+    if share is not None:
+        batches = _CoreShare(batches, *share)
     test = ArrayBatches(data.x_test, data.y_test, mean, 500, shuffle=False)
 
     def on_test(m):

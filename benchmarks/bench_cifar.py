@@ -1,10 +1,17 @@
 """Training throughput of the Figure 1 net (CIFAR-10, batch 128) on the CPU:
 minidl against PyTorch CPU on the same architecture, in the same run.
 
-    python -m benchmarks.bench_cifar [--batch 128] [--steps 10] [--no-torch]
+    python -m benchmarks.bench_cifar [--batch 128] [--steps 5] [--blocks 4] [--no-torch]
 
 Target (issue 4): minidl at least 0.8x PyTorch's images/s. Also a per-op
 breakdown of minidl's step (forward and backward time of each Function class).
+
+The two take turns in blocks (so that a change in the machine's load falls on
+both), and the first steps of each block are not timed: each library's
+threads keep spinning for a while after its last call (OpenBLAS's up to
+~0.1 s), so the step right after the other library's ran up to 2x slow.
+(Until this was found, steps alternated one by one and PyTorch's time was
+about doubled: the ratios of the first sessions, 0.64-0.86x, were not real.)
 """
 from __future__ import annotations
 
@@ -20,6 +27,9 @@ from minidl import Tensor, functions as F, optim
 from alexnet.model import CifarNet, CifarNetConfig
 
 from .common import median_time, report
+
+
+WARMUP = 2          # untimed steps at the start of each block
 
 
 def minidl_step(batch, activation="relu"):
@@ -109,32 +119,40 @@ def breakdown(batch, steps=3):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per block")
+    p.add_argument("--blocks", type=int, default=4, help="blocks per library, in turns")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--activation", choices=["relu", "tanh"], nargs="+",
+                   default=["relu", "tanh"], help="the nets to time (Figure 1 trains both)")
     args = p.parse_args(argv)
     rows = []
-    steps = {"minidl": minidl_step(args.batch)}
-    if not args.no_torch:
-        try:
-            steps["torch"] = torch_step(args.batch)
-        except ImportError:
-            print("torch not importable: minidl alone")
-    # interleave repeats so both see the same machine load
+    steps = {}
+    for act in args.activation:
+        steps["minidl", act] = minidl_step(args.batch, act)
+        if not args.no_torch:
+            try:
+                steps["torch", act] = torch_step(args.batch, act)
+            except ImportError:
+                print("torch not importable: minidl alone")
+                args.no_torch = True
+    # blocks in turn; each block's first steps untimed (the other's threads spin on)
     samples = defaultdict(list)
-    for name, f in steps.items():
-        f()
-    for _ in range(args.steps):
-        for name, f in steps.items():
-            samples[name].append(median_time(f, repeat=1, warmup=0))
-    for name, s in samples.items():
-        t = float(np.median(s))
-        rows.append({"impl": name, "batch": args.batch, "ms_per_step": 1e3 * t,
-                     "images_per_s": args.batch / t})
-    if "torch" in samples:
-        ratio = rows[1]["ms_per_step"] / rows[0]["ms_per_step"]
-        rows[0]["vs_torch"] = ratio
-        print(f"minidl / torch throughput: {ratio:.2f}x (target >= 0.8x)")
-    report("bench_cifar", rows)
+    for _ in range(args.blocks):
+        for key, f in steps.items():
+            for _ in range(WARMUP):
+                f()
+            samples[key] += [median_time(f, repeat=1, warmup=0) for _ in range(args.steps)]
+    ms = {key: 1e3 * float(np.median(s)) for key, s in samples.items()}
+    for (impl, act), t in ms.items():
+        row = {"impl": impl, "activation": act, "batch": args.batch, "ms_per_step": t,
+               "images_per_s": 1e3 * args.batch / t}
+        if impl == "minidl" and ("torch", act) in ms:
+            row["vs_torch"] = ms["torch", act] / t
+            print(f"{act}: minidl / torch throughput {row['vs_torch']:.2f}x (target >= 0.8x)")
+        rows.append(row)
+    rows.sort(key=lambda r: (r["activation"], r["impl"]))
+    report("bench_cifar", rows, notes={"threads": minidl.get_num_threads(),
+                                       "blocks": args.blocks, "steps_per_block": args.steps})
     print("\nminidl step breakdown (ms per step):")
     for k, v in list(breakdown(args.batch).items())[:14]:
         print(f"  {k:<32} {1e3 * v:8.1f}")

@@ -9,7 +9,9 @@ group, on preallocated arrays,
     dW.T (Kg, Og)   = cols @ dy.T       (this order runs faster in OpenBLAS, as in conv2d)
     dcols (Kg, N*P) = W.T @ dy          (not for conv1: the image needs no gradient)
 
-(Og = C_out/groups, Kg = K/groups, P = OH*OW). Everything above 1.0 is
+(Og = C_out/groups, Kg = K/groups, P = OH*OW), their columns split over
+minidl's threads in blocks, each thread with a one-thread BLAS, as conv2d runs
+them (minidl/parallel.py). Everything above 1.0 is
 im2col, col2im, bias, padding and memory traffic. When PyTorch is installed
 its CPU conv forward+backward on the same shapes is an extra column (for
 comparison only; minidl never imports torch).
@@ -43,7 +45,9 @@ if "--threads" in sys.argv:  # BLAS reads its thread count once, when numpy load
 import numpy as np  # noqa: E402
 
 from benchmarks.common import median_time, report  # noqa: E402
+import minidl  # noqa: E402
 from minidl.functions.conv import Convolution  # noqa: E402
+from minidl.parallel import parallel_for  # noqa: E402
 
 # name, C, H, W, C_out, KH, KW, stride, pad, groups, needs dx
 ALEXNET = [
@@ -85,20 +89,33 @@ def bench_layer(spec, N, repeat):
         f.backward(gy)
 
 
-    # the GEMMs alone, same shapes, preallocated (one set of arrays serves every group)
+    # the GEMMs alone, same shapes, preallocated (one set of arrays serves every
+    # group), their columns split over the threads as conv2d splits its images:
+    # T blocks, each thread multiplying its own with a one-thread BLAS (as fast
+    # as one two-thread BLAS call on the whole, measured), dW.T summed at the end
     Og, Kg, NP = C_out // G, C * KH * KW // G, N * OH * OW
+    T = max(1, min(minidl.get_num_threads(), N))
+    blocks = []
+    for t in range(T):
+        n = NP * (t + 1) // T - NP * t // T
+        blocks.append({"cols": rng.standard_normal((Kg, n), dtype=f32),
+                       "dy": rng.standard_normal((Og, n), dtype=f32),
+                       "y": np.empty((Og, n), f32), "dWT": np.empty((Kg, Og), f32),
+                       "dcols": np.empty((Kg, n), f32) if need_x else None})
     Wg = rng.standard_normal((Og, Kg), dtype=f32)
-    cols = rng.standard_normal((Kg, NP), dtype=f32)
-    dy = rng.standard_normal((Og, NP), dtype=f32)
-    y, dWT = np.empty((Og, NP), f32), np.empty((Kg, Og), f32)
-    dcols = np.empty((Kg, NP), f32) if need_x else None
+
+    def block_gemms(t0, t1):
+        for a in blocks[t0:t1]:
+            for _ in range(G):
+                np.matmul(Wg, a["cols"], out=a["y"])
+                np.matmul(a["cols"], a["dy"].T, out=a["dWT"])
+                if need_x:
+                    np.matmul(Wg.T, a["dy"], out=a["dcols"])
 
     def gemms():
-        for _ in range(G):
-            np.matmul(Wg, cols, out=y)
-            np.matmul(cols, dy.T, out=dWT)
-            if need_x:
-                np.matmul(Wg.T, dy, out=dcols)
+        parallel_for(block_gemms, T)
+        for a in blocks[1:]:
+            blocks[0]["dWT"] += a["dWT"]
 
     t_ours, t_gemm = interleaved([ours, gemms], repeat)
     return {"layer": name, "batch": N, "ours_ms": 1e3 * t_ours, "gemm_ms": 1e3 * t_gemm,
@@ -168,13 +185,15 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=5, help="timed repeats per measurement")
     ap.add_argument("--only", choices=["alexnet", "cifar"], help="run one of the two nets")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
-    ap.add_argument("--threads", type=int, help="threads for BLAS and torch "
+    ap.add_argument("--threads", type=int, help="threads for minidl, BLAS and torch "
                     "(default: all cores)")
     ap.add_argument("--cpu-time", action="store_true", help="count CPU time, not wall time "
                     "(meaningful with --threads 1 on a busy machine)")
     args = ap.parse_args(argv)
     global CPU_TIME
     CPU_TIME = args.cpu_time
+    if args.threads:
+        minidl.set_num_threads(args.threads)
     use_torch = not args.no_torch
     if use_torch:
         try:

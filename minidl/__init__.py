@@ -11,9 +11,10 @@ from . import functions
 from .functions import copy
 from .gradcheck import gradcheck
 from . import random
+from .parallel import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
 __all__ = ["Device", "array_module", "cupy_available", "get_device", "to_numpy",
            "Function", "Tensor", "as_tensor", "is_grad_enabled", "no_grad",
-           "functions", "copy", "gradcheck", "random"]
+           "functions", "copy", "gradcheck", "random", "get_num_threads", "set_num_threads"]

@@ -115,3 +115,32 @@ def test_figure1_in_processes_reports_a_run_error(tmp_path, capsys):
     assert cli.main(args) == 0
     assert cli.main(args + ["--lr-tanh", "0.5"]) == 1       # the tanh run was made at another rate
     assert "another configuration" in capsys.readouterr().err
+
+
+def test_core_share_gives_a_process_the_cores_of_the_nets_that_finished():
+    from alexnet.experiments import _CoreShare
+    import minidl
+
+    class Running:                     # stands in for the shared multiprocessing.Value
+        value = 2
+
+    class Batches:
+        size = 7
+
+        def __len__(self):
+            return 3
+
+        def epoch(self, epoch, start=0):
+            for i in range(start, 3):
+                yield i
+
+    share = _CoreShare(Batches(), Running, cores=4)
+    try:
+        seen = []
+        for i in share.epoch(0):
+            seen.append(minidl.get_num_threads())
+            Running.value = 1          # the other net reached its target
+        assert seen == [2, 4, 4]
+        assert len(share) == 3 and share.size == 7          # otherwise the batches it wraps
+    finally:
+        minidl.set_num_threads(None)

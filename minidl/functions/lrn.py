@@ -35,6 +35,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import array_module
+from ..parallel import parallel_chunks
 from .checks import check_images
 
 
@@ -76,6 +77,11 @@ def _chunks(a):
     return step, [slice(i, min(i + step, N)) for i in range(0, N, step)]
 
 
+def _for_chunks(a, body):
+    """body(chunks, step) over the chunks of a's images, split over the threads."""
+    parallel_chunks(*_chunks(a), body, enabled=array_module(a) is np)
+
+
 class LocalResponseNorm(Function):
     """b = a * s^-beta with s = k + alpha * (window sum of a^2 over channels).
 
@@ -110,16 +116,18 @@ class LocalResponseNorm(Function):
         check_images("local_response_norm", a)
         r = self.n // 2
         s, scale, b = xp.empty_like(a), xp.empty_like(a), xp.empty_like(a)
-        step, chunks = _chunks(a)
-        work = xp.empty((step,) + a.shape[1:], dtype=a.dtype)   # scratch, reused
-        for c in chunks:             # a few images at a time: they stay in cache
-            sq = work[:a[c].shape[0]]
-            xp.multiply(a[c], a[c], out=sq)                   # a^2
-            sc = channel_window_sum(sq, r, out=s[c])
-            sc *= self.alpha
-            sc += self.k                                      # s = k + alpha * sum a^2
-            _neg_power(sc, self.beta, xp, out=scale[c], tmp=sq)   # s^-beta
-            xp.multiply(a[c], scale[c], out=b[c])
+
+        def images(chunks, step):    # a few images at a time: they stay in cache
+            work = xp.empty((step,) + a.shape[1:], dtype=a.dtype)   # scratch, reused
+            for c in chunks:
+                sq = work[:a[c].shape[0]]
+                xp.multiply(a[c], a[c], out=sq)                   # a^2
+                sc = channel_window_sum(sq, r, out=s[c])
+                sc *= self.alpha
+                sc += self.k                                      # s = k + alpha * sum a^2
+                _neg_power(sc, self.beta, xp, out=scale[c], tmp=sq)   # s^-beta
+                xp.multiply(a[c], scale[c], out=b[c])
+        _for_chunks(a, images)
         if self.needs_input_grad[0]:
             self.a, self.b, self.s, self.scale = a, b, s, scale
         return b
@@ -128,19 +136,21 @@ class LocalResponseNorm(Function):
         xp = array_module(g)
         a, b, s, scale = self.a, self.b, self.s, self.scale
         da = xp.empty_like(g)
-        step, chunks = _chunks(g)
-        t_all = xp.empty((step,) + g.shape[1:], dtype=g.dtype)   # scratch, reused
-        u_all = xp.empty_like(t_all)
-        for c in chunks:
-            n = g[c].shape[0]
-            t, u = t_all[:n], u_all[:n]
-            xp.multiply(g[c], b[c], out=t)
-            t /= s[c]                                          # t_i = g_i a_i s_i^(-beta-1)
-            channel_window_sum(t, self.n // 2, out=u)          # sum_{i: j in window(i)} t_i
-            u *= a[c]
-            u *= -2.0 * self.alpha * self.beta
-            xp.multiply(g[c], scale[c], out=da[c])             # g_j s_j^-beta
-            da[c] += u
+
+        def images(chunks, step):
+            t_all = xp.empty((step,) + g.shape[1:], dtype=g.dtype)   # scratch, reused
+            u_all = xp.empty_like(t_all)
+            for c in chunks:
+                n = g[c].shape[0]
+                t, u = t_all[:n], u_all[:n]
+                xp.multiply(g[c], b[c], out=t)
+                t /= s[c]                                      # t_i = g_i a_i s_i^(-beta-1)
+                channel_window_sum(t, self.n // 2, out=u)      # sum_{i: j in window(i)} t_i
+                u *= a[c]
+                u *= -2.0 * self.alpha * self.beta
+                xp.multiply(g[c], scale[c], out=da[c])         # g_j s_j^-beta
+                da[c] += u
+        _for_chunks(g, images)
         return da
 
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import array_module
+from ..parallel import parallel_chunks
 from .checks import check_images
 from .layout import is_chwn, planes
 
@@ -102,6 +103,11 @@ def _chunks(x4):
     return step, [slice(i, min(i + step, B)) for i in range(0, B, step)]
 
 
+def _for_chunks(x4, body):
+    """body(chunks, step) over the chunks of x4's planes, split over the threads."""
+    parallel_chunks(*_chunks(x4), body, enabled=array_module(x4) is np)
+
+
 class _Pool2d(Function):
     name = "pool2d"
 
@@ -135,12 +141,15 @@ class MaxPool2d(_Pool2d):
         x4, back = planes(x, chwn)                         # (B, H, W, T), see layout.py
         y4 = xp.empty((x4.shape[0], OH, OW, x4.shape[3]), dtype=x.dtype)
         (_, _, rows, cols), *rest = _offsets(H, W, OH, OW, self.kernel, self.stride)
-        for c in _chunks(x4)[1]:
-            xc, yc = x4[c], y4[c]
-            yc[...] = xc[:, rows, cols]                    # offset (0, 0): in every window
-            for oh, ow, rows_k, cols_k in rest:
-                block = yc[:, :oh, :ow]
-                xp.maximum(block, xc[:, rows_k, cols_k], out=block)
+
+        def body(chunks, step):
+            for c in chunks:
+                xc, yc = x4[c], y4[c]
+                yc[...] = xc[:, rows, cols]                # offset (0, 0): in every window
+                for oh, ow, rows_k, cols_k in rest:
+                    block = yc[:, :oh, :ow]
+                    xp.maximum(block, xc[:, rows_k, cols_k], out=block)
+        _for_chunks(x4, body)
         if self.needs_input_grad[0]:
             self.x4, self.y4, self.back, self.chwn = x4, y4, back, chwn
         return back(y4)
@@ -152,23 +161,25 @@ class MaxPool2d(_Pool2d):
         offsets = _offsets(H, W, OH, OW, self.kernel, self.stride)
         g4 = planes(g, chwn=self.chwn)[0]        # as y4 was laid out
         dx4 = xp.empty_like(x4)
-        step, chunks = _chunks(x4)
-        left_all = xp.empty((step,) + y4.shape[1:], dtype=g.dtype)   # reused by every chunk
-        part_all = xp.empty_like(left_all)
-        hit_all = xp.empty(left_all.shape, dtype=bool)
-        for c in chunks:
-            xc, yc, dxc = x4[c], y4[c], dx4[c]
-            n = xc.shape[0]
-            left, part, hit = left_all[:n], part_all[:n], hit_all[:n]
-            left[...] = g4[c]                       # the gradient no element has taken yet
-            dxc.fill(0)
-            for k, (oh, ow, rows, cols) in enumerate(offsets):
-                h, p, lft = hit[:, :oh, :ow], part[:, :oh, :ow], left[:, :oh, :ow]
-                xp.equal(xc[:, rows, cols], yc[:, :oh, :ow], out=h)  # holds its window's max
-                xp.multiply(lft, h, out=p)          # ... and takes g if nobody did before
-                dxc[:, rows, cols] += p
-                if k + 1 < len(offsets):
-                    lft -= p                        # exactly 0 where taken: ties get g once
+
+        def body(chunks, step):
+            left_all = xp.empty((step,) + y4.shape[1:], dtype=g.dtype)  # reused by each chunk
+            part_all = xp.empty_like(left_all)
+            hit_all = xp.empty(left_all.shape, dtype=bool)
+            for c in chunks:
+                xc, yc, dxc = x4[c], y4[c], dx4[c]
+                n = xc.shape[0]
+                left, part, hit = left_all[:n], part_all[:n], hit_all[:n]
+                left[...] = g4[c]                   # the gradient no element has taken yet
+                dxc.fill(0)
+                for k, (oh, ow, rows, cols) in enumerate(offsets):
+                    h, p, lft = hit[:, :oh, :ow], part[:, :oh, :ow], left[:, :oh, :ow]
+                    xp.equal(xc[:, rows, cols], yc[:, :oh, :ow], out=h)  # holds its window's max
+                    xp.multiply(lft, h, out=p)      # ... and takes g if nobody did before
+                    dxc[:, rows, cols] += p
+                    if k + 1 < len(offsets):
+                        lft -= p                    # exactly 0 where taken: ties get g once
+        _for_chunks(x4, body)
         return self.back(dx4)
 
 
@@ -197,12 +208,15 @@ class AvgPool2d(_Pool2d):
         y4 = xp.empty((x4.shape[0], OH, OW, x4.shape[3]), dtype=x.dtype)
         (_, _, rows, cols), *rest = _offsets(H, W, OH, OW, self.kernel, self.stride)
         inv = self._inverse_counts(xp, H, W, OH, OW, x.dtype)
-        for c in _chunks(x4)[1]:
-            xc, yc = x4[c], y4[c]
-            yc[...] = xc[:, rows, cols]
-            for oh, ow, rows_k, cols_k in rest:
-                yc[:, :oh, :ow] += xc[:, rows_k, cols_k]
-            yc *= inv
+
+        def body(chunks, step):
+            for c in chunks:
+                xc, yc = x4[c], y4[c]
+                yc[...] = xc[:, rows, cols]
+                for oh, ow, rows_k, cols_k in rest:
+                    yc[:, :oh, :ow] += xc[:, rows_k, cols_k]
+                yc *= inv
+        _for_chunks(x4, body)
         if self.needs_input_grad[0]:
             self.x_shape, self.x_dtype, self.back, self.chwn = x4.shape, x.dtype, back, chwn
         return back(y4)
@@ -214,11 +228,14 @@ class AvgPool2d(_Pool2d):
         offsets = _offsets(H, W, OH, OW, self.kernel, self.stride)
         share4 = planes(g, self.chwn)[0] * self._inverse_counts(xp, H, W, OH, OW, g.dtype)
         dx4 = xp.empty(self.x_shape, dtype=self.x_dtype)
-        for c in _chunks(dx4)[1]:
-            dxc, sc = dx4[c], share4[c]
-            dxc.fill(0)
-            for oh, ow, rows, cols in offsets:
-                dxc[:, rows, cols] += sc[:, :oh, :ow]
+
+        def body(chunks, step):
+            for c in chunks:
+                dxc, sc = dx4[c], share4[c]
+                dxc.fill(0)
+                for oh, ow, rows, cols in offsets:
+                    dxc[:, rows, cols] += sc[:, :oh, :ow]
+        _for_chunks(dx4, body)
         return self.back(dx4)
 
 
