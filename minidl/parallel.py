@@ -46,6 +46,16 @@ _lock = threading.Lock()
 _local = threading.local()  # .inside: this thread runs a range already
 
 
+def _after_fork_in_child():
+    """A forked child has none of the parent's threads: start a fresh pool when needed."""
+    global _pool, _pool_size, _lock
+    _pool, _pool_size, _lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def available_cores() -> int:
     """The cores this process may run on (its affinity mask, where there is one)."""
     if hasattr(os, "sched_getaffinity"):
@@ -96,17 +106,28 @@ def _executor(workers):
 def _hold_blas():
     """BLAS at one thread per call from now on (once: see the module docstring)."""
     global _blas_hold
-    if _blas_hold is None:
-        from threadpoolctl import ThreadpoolController   # noqa: PLC0415
+    if _blas_hold is not None:
+        return
+    with _lock:
+        if _blas_hold is not None:
+            return
+        try:
+            from threadpoolctl import ThreadpoolController   # noqa: PLC0415
+        except ImportError as e:
+            raise ImportError(
+                "minidl: splitting ops over threads needs threadpoolctl (a dependency "
+                "of this project; found missing): pip install threadpoolctl, or run "
+                "on one thread with minidl.set_num_threads(1) / MINIDL_NUM_THREADS=1") from e
         blas = ThreadpoolController().select(user_api="blas")
-        _blas_hold = blas.limit(limits=1)   # remembers the counts it replaced
+        _blas_hold = blas.limit(limits=1)    # remembers the counts it replaced
 
 
 def _release_blas():
     global _blas_hold
-    if _blas_hold is not None:
-        _blas_hold.restore_original_limits()
-        _blas_hold = None
+    with _lock:
+        if _blas_hold is not None:
+            _blas_hold.restore_original_limits()
+            _blas_hold = None
 
 
 def _run(fn, i0, i1):

@@ -145,3 +145,19 @@ def test_float32_training_step_same_under_threads():
     assert out[1][0] == pytest.approx(out[0][0], rel=1e-6)
     for a, b in zip(out[0][1:], out[1][1:]):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_a_forked_child_starts_its_own_threads():
+    import multiprocessing
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    minidl.set_num_threads(2)
+    parallel.parallel_for(lambda i0, i1: None, 4)              # the parent's pool exists
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:                                  # would hang on a dead pool
+        assert pool.apply_async(_child_ranges).get(timeout=60) == [(0, 2), (2, 4)]
+
+
+def _child_ranges():
+    minidl.set_num_threads(2)
+    return parallel.parallel_for(lambda i0, i1: (i0, i1), 4)

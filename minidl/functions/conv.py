@@ -38,9 +38,11 @@ Speed and memory:
 * the scratch arrays (transposed input, columns, output chunk) are reused from
   one call to the next (freshly allocated large arrays page-fault on every
   first touch): with the paper's net at batch 128 they total < 50 MB;
-* the copies around the GEMMs run on one core. Splitting them over both
-  cores with threads (NumPy releases the GIL) gained nothing here, measured:
-  OpenBLAS's threads keep spinning on the other core after each GEMM.
+* the images are split over minidl's threads (parallel.py): each thread runs
+  the chunk loop on its own range of images, im2col, GEMMs (with a
+  one-thread BLAS) and copies alike, into its own range of y and dx and a
+  partial dW. (Splitting only the copies, the BLAS keeping its threads,
+  gained nothing: OpenBLAS's threads spin on after each GEMM.)
 Measured ratios against the GEMMs alone: benchmarks/bench_conv.py.
 """
 from __future__ import annotations
