@@ -21,10 +21,10 @@ def _flat(a):
 
 def _elementwise(kernel, x, *others, out=None):
     """out = kernel(xp, out, x, *others) elementwise; out (new unless given) is
-    laid out as x. Split over minidl's threads in ranges of memory when every
+    laid out as x, of the dtype NumPy would give x op others. Split over minidl's threads in ranges of memory when every
     array has x's layout (parallel.py); else one call on the whole arrays."""
     xp = array_module(x)
-    out = xp.empty_like(x) if out is None else out
+    out = xp.empty_like(x, dtype=xp.result_type(x, *others)) if out is None else out
     arrays = (out, x) + others
     flats = [_flat(a) for a in arrays] if xp is np else [None]
     if any(f is None for f in flats) or any(a.strides != x.strides or a.dtype != x.dtype
