@@ -20,8 +20,9 @@ layer with big GEMMs, fully-connected ones included, over its own threads.
 The hold is set once (OpenBLAS frees and reallocates its buffers each time its
 count changes: setting it around every op made a convolution 1.7x slower) and
 lifted by ``set_num_threads(1)``. It also applies to your own NumPy matrix
-products in this process. Measured (CIFAR net, batch 128, BLAS at one
-thread): 2 threads run a conv layer 1.55-1.85x as fast as one.
+products in this process. Measured by benchmarks/bench_threads.py (CIFAR
+net, batch 128, BLAS at one thread): 2 threads run a conv layer 1.48-1.83x
+and a training step 1.73-1.81x as fast as one.
 
     import minidl
     minidl.set_num_threads(1)     # everything in the calling thread, BLAS as it was
