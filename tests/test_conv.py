@@ -310,3 +310,44 @@ def test_empty_batch():
     assert y.shape == (0, 4, 8, 8)
     y.backward(np.zeros(y.shape))
     assert x.grad.shape == x.shape and np.array_equal(W.grad, np.zeros(W.shape))
+
+
+# --- row blocks: im2col and the GEMMs a few output rows at a time --------------
+BLOCK_CASES = [  # x shape, W shape, stride, pad, groups (dx: as a conv, col2im, strided)
+    ((9, 4, 11, 7), (4, 4, 3, 3), 1, 1, 1),        # C_out <= C: dx as a convolution
+    ((9, 2, 10, 9), (6, 2, 3, 3), 1, 1, 1),        # C_out > C: col2im
+    ((3, 4, 13, 12), (6, 2, 5, 3), 2, 2, 2),       # stride 2, groups: col2im
+    ((20, 3, 8, 8), (4, 3, 5, 5), 1, 2, 1),        # chunks of >= 8 images: CHWN output
+]
+
+
+@pytest.mark.parametrize("xs, ws, stride, pad, groups", BLOCK_CASES)
+def test_row_blocks_give_the_values_of_whole_chunks(rng, monkeypatch, xs, ws, stride, pad, groups):
+    x = rng.standard_normal(xs)
+    W = rng.standard_normal(ws)
+    b = rng.standard_normal(ws[0])
+    results = {}
+    for blocks in (False, True):
+        monkeypatch.setattr(conv_module, "_BLOCK_COLUMNS", 1 if blocks else None)
+        monkeypatch.setattr(conv_module, "_BLOCK_BYTES", 512)   # one output row per block
+        oh = (xs[2] + 2 * pad - ws[2]) // stride + 1
+        assert len(conv_module._row_blocks(np, oh, 9, 1, 10)) == (oh if blocks else 1)
+        tx, tW, tb = (md.Tensor(a, requires_grad=True) for a in (x, W, b))
+        y = conv2d(tx, tW, tb, stride=stride, pad=pad, groups=groups)
+        g = np.random.default_rng(5).standard_normal(y.shape)
+        y.backward(g)
+        results[blocks] = [np.array(y.data), tx.grad, tW.grad, tb.grad]
+    for whole, blocked in zip(results[False], results[True]):
+        np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(results[True][0], conv_loops(x, W, b, stride, pad, groups),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_gradcheck_with_one_row_per_block(rng, monkeypatch):
+    monkeypatch.setattr(conv_module, "_BLOCK_COLUMNS", 1)
+    monkeypatch.setattr(conv_module, "_BLOCK_BYTES", 512)
+    assert len(conv_module._row_blocks(np, 4, 3, 2, 18)) == 4
+    x = rng.standard_normal((2, 2, 7, 6))
+    W = rng.standard_normal((3, 2, 3, 3))
+    err = md.gradcheck(lambda a, w: conv2d(a, w, pad=1, stride=2), x, W)
+    assert err < 1e-6
