@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import median_time, report  # noqa: E402
 import minidl  # noqa: E402
+from minidl.functions import conv as conv_module  # noqa: E402
 from minidl.functions.conv import Convolution  # noqa: E402
 from minidl.parallel import parallel_for  # noqa: E402
 
@@ -91,31 +92,43 @@ def bench_layer(spec, N, repeat):
 
     # the GEMMs alone, same shapes, preallocated (one set of arrays serves every
     # group), their columns split over the threads as conv2d splits its images:
-    # T blocks, each thread multiplying its own with a one-thread BLAS (as fast
-    # as one two-thread BLAS call on the whole, measured), dW.T summed at the end
+    # one share per thread, each multiplied with a one-thread BLAS (as fast as one
+    # two-thread BLAS call on the whole, measured), dW.T summed at the end. Where
+    # conv2d cuts its GEMMs into blocks of columns (short K: conv.py's
+    # _BLOCK_COLUMNS), so does the reference: the same products, the same sizes,
+    # each block its own contiguous array (what suits the BLAS best).
     Og, Kg, NP = C_out // G, C * KH * KW // G, N * OH * OW
     T = max(1, min(minidl.get_num_threads(), N))
-    blocks = []
+    K = C * KH * KW
+    width = None
+    if conv_module._BLOCK_COLUMNS and 4 * K * conv_module._BLOCK_COLUMNS <= conv_module._BLOCK_BYTES:
+        width = max(conv_module._BLOCK_COLUMNS, conv_module._BLOCK_BYTES // (4 * K))
+    shares = []
     for t in range(T):
         n = NP * (t + 1) // T - NP * t // T
-        blocks.append({"cols": rng.standard_normal((Kg, n), dtype=f32),
-                       "dy": rng.standard_normal((Og, n), dtype=f32),
-                       "y": np.empty((Og, n), f32), "dWT": np.empty((Kg, Og), f32),
-                       "dcols": np.empty((Kg, n), f32) if need_x else None})
+        sizes = [n] if width is None else [min(width, n - c0) for c0 in range(0, n, width)]
+        shares.append([{"cols": rng.standard_normal((Kg, m), dtype=f32),
+                        "dy": rng.standard_normal((Og, m), dtype=f32),
+                        "y": np.empty((Og, m), f32), "dWT": np.empty((Kg, Og), f32),
+                        "dcols": np.empty((Kg, m), f32) if need_x else None}
+                       for m in sizes])
     Wg = rng.standard_normal((Og, Kg), dtype=f32)
 
-    def block_gemms(t0, t1):
-        for a in blocks[t0:t1]:
-            for _ in range(G):
-                np.matmul(Wg, a["cols"], out=a["y"])
-                np.matmul(a["cols"], a["dy"].T, out=a["dWT"])
-                if need_x:
-                    np.matmul(Wg.T, a["dy"], out=a["dcols"])
+    def share_gemms(t0, t1):
+        for share in shares[t0:t1]:
+            for a in share:
+                for _ in range(G):
+                    np.matmul(Wg, a["cols"], out=a["y"])
+                    np.matmul(a["cols"], a["dy"].T, out=a["dWT"])
+                    if need_x:
+                        np.matmul(Wg.T, a["dy"], out=a["dcols"])
+            for a in share[1:]:
+                share[0]["dWT"] += a["dWT"]
 
     def gemms():
-        parallel_for(block_gemms, T)
-        for a in blocks[1:]:
-            blocks[0]["dWT"] += a["dWT"]
+        parallel_for(share_gemms, T)
+        for share in shares[1:]:
+            shares[0][0]["dWT"] += share[0]["dWT"]
 
     t_ours, t_gemm = interleaved([ours, gemms], repeat)
     return {"layer": name, "batch": N, "ours_ms": 1e3 * t_ours, "gemm_ms": 1e3 * t_gemm,
