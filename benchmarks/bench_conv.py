@@ -99,10 +99,7 @@ def bench_layer(spec, N, repeat):
     # each block its own contiguous array (what suits the BLAS best).
     Og, Kg, NP = C_out // G, C * KH * KW // G, N * OH * OW
     T = max(1, min(minidl.get_num_threads(), N))
-    K = C * KH * KW
-    width = None
-    if conv_module._BLOCK_COLUMNS and 4 * K * conv_module._BLOCK_COLUMNS <= conv_module._BLOCK_BYTES:
-        width = max(conv_module._BLOCK_COLUMNS, conv_module._BLOCK_BYTES // (4 * K))
+    width = conv_module._block_columns(C * KH * KW)
     shares = []
     for t in range(T):
         n = NP * (t + 1) // T - NP * t // T

@@ -218,15 +218,23 @@ _BLOCK_BYTES = 2 << 20
 _DX_AS_CONV = True
 
 
+def _block_columns(K):
+    """Columns per block for columns of height K: about _BLOCK_BYTES of float32
+    (at least _BLOCK_COLUMNS); None (whole chunks) where even _BLOCK_COLUMNS
+    columns would not fit in that (AlexNet's conv2-5, K >= 1,200)."""
+    if not _BLOCK_COLUMNS or 4 * K * _BLOCK_COLUMNS > _BLOCK_BYTES:
+        return None
+    return _BLOCK_BYTES // (4 * K)
+
+
 def _row_blocks(xp, OH, OW, n, K):
-    """(r0, r1) ranges of output rows of a chunk of n images, for columns of
-    height K: blocks of about _BLOCK_BYTES of float32 columns (at least
-    _BLOCK_COLUMNS columns, at least one row). Where even _BLOCK_COLUMNS
-    columns would not fit in that (AlexNet's conv2-5, K >= 1,200), or on a
-    GPU: the whole chunk at once."""
-    if xp is not np or not _BLOCK_COLUMNS or 4 * K * _BLOCK_COLUMNS > _BLOCK_BYTES:
+    """(r0, r1) ranges of output rows of a chunk of n images, each about
+    `_block_columns(K)` columns (at least one row); the whole chunk at once
+    where that is None, or on a GPU."""
+    columns = _block_columns(K) if xp is np else None
+    if columns is None:
         return [(0, OH)]
-    rows = max(1, _BLOCK_BYTES // (4 * K) // (OW * n))
+    rows = max(1, columns // (OW * n))
     return [(r0, min(OH, r0 + rows)) for r0 in range(0, OH, rows)]
 
 
