@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from alexnet.data.loader import Loader
-from alexnet.data.prepare import CacheSplit, load_image, open_split, prepare
+from alexnet.data.prepare import CacheSplit, load_image, prepare
 
 from .common import median_time, report
 

@@ -11,7 +11,7 @@ rate and weight decay act on differently scaled weights.)
 from __future__ import annotations
 
 from ..autograd import Function
-from ..backend import array_module, get_device
+from ..backend import get_device
 from .. import random as mrandom
 
 
