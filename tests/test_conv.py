@@ -77,11 +77,20 @@ def _random(shape_row, seed=0, bias=True):
     return x, W, b
 
 
+@pytest.fixture(params=["positions", "chunks"])
+def schedule(request, monkeypatch):
+    """Both of conv2d's schedules on the CPU (see conv.py): blocks of output
+    positions over the whole batch (stride 1, short columns), or chunks of images
+    (forced here for every layer; strided layers always take it)."""
+    monkeypatch.setattr(conv_module, "_POSITION_BLOCKS", request.param == "positions")
+    return request.param
+
+
 # ----------------------------------------------------------------------------
 # Forward
 # ----------------------------------------------------------------------------
 @pytest.mark.parametrize("shape", SHAPES, ids=_ids(SHAPES))
-def test_forward_matches_loops(shape):
+def test_forward_matches_loops(shape, schedule):
     x, W, b = _random(shape)
     s, p, G = shape[7:]
     y = conv2d(md.Tensor(x), md.Tensor(W), md.Tensor(b), stride=s, pad=p, groups=G)
@@ -97,6 +106,7 @@ def test_forward_in_several_chunks(monkeypatch):
     shape = (5, 4, 6, 7, 6, 3, 3, 1, 1, 2)
     x, W, b = _random(shape, seed=3)
     ref = conv_loops(x, W, b, 1, 1, 2)
+    monkeypatch.setattr(conv_module, "_POSITION_BLOCKS", False)
     monkeypatch.setattr(conv_module, "_CHUNK_COLUMNS", 1)
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)   # one image per chunk
     y1 = conv2d(md.Tensor(x), md.Tensor(W), md.Tensor(b), pad=1, groups=2)
@@ -187,7 +197,7 @@ GRAD_SHAPES = [
 
 
 @pytest.mark.parametrize("shape", GRAD_SHAPES, ids=_ids(GRAD_SHAPES))
-def test_gradcheck(shape):
+def test_gradcheck(shape, schedule):
     x, W, b = _random(shape, seed=7)
     s, p, G = shape[7:]
     err = md.gradcheck(lambda x, W, b: conv2d(x, W, b, stride=s, pad=p, groups=G), x, W, b,
@@ -214,7 +224,23 @@ def test_dW_db_match_the_loop_reference():
     np.testing.assert_allclose(t[2].grad, g.sum(axis=(0, 2, 3)), rtol=1e-10, atol=1e-10)
 
 
-def test_no_grad_for_the_image():
+def test_stride_1_dW_db_match_the_loop_reference(schedule):
+    """As above, for a stride-1 layer: the schedule of blocks of positions."""
+    shape = (3, 4, 6, 5, 6, 3, 3, 1, 1, 2)
+    x, W, b = _random(shape, seed=18)
+    g = np.random.default_rng(19).standard_normal(conv_loops(x, W, b, 1, 1, 2).shape)
+    t = [md.Tensor(a, requires_grad=True) for a in (x, W, b)]
+    conv2d(*t, stride=1, pad=1, groups=2).backward(g)
+    dW = np.zeros_like(W)
+    for idx in np.ndindex(W.shape):
+        E = np.zeros_like(W)
+        E[idx] = 1
+        dW[idx] = np.sum(conv_loops(x, E, None, 1, 1, 2) * g)
+    np.testing.assert_allclose(t[1].grad, dW, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(t[2].grad, g.sum(axis=(0, 2, 3)), rtol=1e-10, atol=1e-10)
+
+
+def test_no_grad_for_the_image(schedule):
     """conv1 never needs the image's gradient: x gets none, W and b do."""
     x, W, b = _random((2, 3, 6, 6, 4, 3, 3, 1, 1, 1), seed=10)
     tx = md.Tensor(x)
@@ -226,7 +252,7 @@ def test_no_grad_for_the_image():
     assert tb.grad is not None and np.allclose(tb.grad, np.prod(y.shape) / y.shape[1])
 
 
-def test_backward_skips_the_work_nobody_asked_for():
+def test_backward_skips_the_work_nobody_asked_for(schedule):
     x, W, b = _random((2, 3, 6, 6, 4, 3, 3, 1, 1, 1), seed=11)
     f = conv_module.Convolution(1, 1, 1)
     tx, tW, tb = md.Tensor(x), md.Tensor(W, requires_grad=True), md.Tensor(b)
@@ -303,7 +329,7 @@ def test_error_bad_hyperparameters():
         _err(np.zeros((1, 3, 8, 8)), np.zeros((4, 3, 3, 3)), **kw)
 
 
-def test_empty_batch():
+def test_empty_batch(schedule):
     x = md.Tensor(np.zeros((0, 3, 8, 8)), requires_grad=True)
     W = md.Tensor(np.ones((4, 3, 3, 3)), requires_grad=True)
     y = conv2d(x, W, pad=1)
@@ -312,26 +338,26 @@ def test_empty_batch():
     assert x.grad.shape == x.shape and np.array_equal(W.grad, np.zeros(W.shape))
 
 
-# --- row blocks: im2col and the GEMMs a few output rows at a time --------------
-BLOCK_CASES = [  # x shape, W shape, stride, pad, groups (dx: as a conv, col2im, strided)
-    ((9, 4, 11, 7), (4, 4, 3, 3), 1, 1, 1),        # C_out <= C: dx as a convolution
-    ((9, 2, 10, 9), (6, 2, 3, 3), 1, 1, 1),        # C_out > C: col2im
-    ((3, 4, 13, 12), (6, 2, 5, 3), 2, 2, 2),       # stride 2, groups: col2im
-    ((20, 3, 8, 8), (4, 3, 5, 5), 1, 2, 1),        # chunks of >= 8 images: CHWN output
+# --- blocks: im2col and the GEMMs a few output positions at a time -----------
+BLOCK_CASES = [  # x shape, W shape, stride, pad, groups
+    ((9, 4, 11, 7), (4, 4, 3, 3), 1, 1, 1),        # stride 1: blocks of positions
+    ((9, 2, 10, 9), (6, 2, 3, 3), 1, 1, 1),        # C_out > C
+    ((20, 3, 8, 8), (4, 3, 5, 5), 1, 2, 1),        # 5x5, as the CIFAR net
+    ((3, 4, 13, 12), (6, 2, 5, 3), 2, 2, 2),       # stride 2, groups: chunks, by rows
 ]
 
 
 @pytest.mark.parametrize("xs, ws, stride, pad, groups", BLOCK_CASES)
-def test_row_blocks_give_the_values_of_whole_chunks(rng, monkeypatch, xs, ws, stride, pad, groups):
+@pytest.mark.parametrize("block_bytes", [512, 3000])   # one position / pieces of rows per block
+def test_blocks_give_the_values_of_whole_chunks(rng, monkeypatch, xs, ws, stride, pad, groups,
+                                                block_bytes):
     x = rng.standard_normal(xs)
     W = rng.standard_normal(ws)
     b = rng.standard_normal(ws[0])
     results = {}
     for blocks in (False, True):
         monkeypatch.setattr(conv_module, "_BLOCK_COLUMNS", 1 if blocks else None)
-        monkeypatch.setattr(conv_module, "_BLOCK_BYTES", 512)   # one output row per block
-        oh = (xs[2] + 2 * pad - ws[2]) // stride + 1
-        assert len(conv_module._row_blocks(np, oh, 9, 1, 10)) == (oh if blocks else 1)
+        monkeypatch.setattr(conv_module, "_BLOCK_BYTES", block_bytes)
         tx, tW, tb = (md.Tensor(a, requires_grad=True) for a in (x, W, b))
         y = conv2d(tx, tW, tb, stride=stride, pad=pad, groups=groups)
         g = np.random.default_rng(5).standard_normal(y.shape)
@@ -343,11 +369,42 @@ def test_row_blocks_give_the_values_of_whole_chunks(rng, monkeypatch, xs, ws, st
                                rtol=1e-10, atol=1e-10)
 
 
-def test_gradcheck_with_one_row_per_block(rng, monkeypatch):
+def test_row_blocks_of_a_chunk(monkeypatch):
+    monkeypatch.setattr(conv_module, "_BLOCK_COLUMNS", 1)
+    monkeypatch.setattr(conv_module, "_BLOCK_BYTES", 512)   # one output row per block
+    assert conv_module._row_blocks(np, 4, 3, 2, 18) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    monkeypatch.setattr(conv_module, "_BLOCK_COLUMNS", None)
+    assert conv_module._row_blocks(np, 4, 3, 2, 18) == [(0, 4)]
+
+
+@pytest.mark.parametrize("OH, OW, N, K, threads", [
+    (16, 16, 128, 800, 2),      # the CIFAR net's conv2: pieces of rows
+    (32, 32, 128, 75, 2),       # its conv1: whole rows, at least one block per thread
+    (8, 8, 128, 800, 3),
+    (5, 7, 1, 10, 4),           # a small batch: several rows per block
+    (3, 5, 0, 10, 2),           # an empty batch
+    (4, 9, 1000, 800, 1),       # more images than a block's columns: one position
+])
+def test_position_blocks_cover_every_position_once(OH, OW, N, K, threads):
+    blocks = conv_module._position_blocks(OH, OW, N, K, threads)
+    seen = np.zeros((OH, OW), int)
+    per = max(1, (conv_module._block_columns(K) or conv_module._BLOCK_BYTES // (4 * K))
+              // max(1, N))
+    for r0, r1, w0, w1 in blocks:
+        assert 0 <= r0 < r1 <= OH and 0 <= w0 < w1 <= OW
+        assert r1 == r0 + 1 or (w0, w1) == (0, OW)     # whole rows, or part of one row
+        assert (r1 - r0) * (w1 - w0) <= per             # columns: at most ~_BLOCK_BYTES
+        seen[r0:r1, w0:w1] += 1
+    assert (seen == 1).all()
+    if per >= OW:
+        assert len(blocks) >= min(threads, OH)
+
+
+def test_gradcheck_with_one_position_per_block(rng, monkeypatch):
     monkeypatch.setattr(conv_module, "_BLOCK_COLUMNS", 1)
     monkeypatch.setattr(conv_module, "_BLOCK_BYTES", 512)
-    assert len(conv_module._row_blocks(np, 4, 3, 2, 18)) == 4
     x = rng.standard_normal((2, 2, 7, 6))
     W = rng.standard_normal((3, 2, 3, 3))
-    err = md.gradcheck(lambda a, w: conv2d(a, w, pad=1, stride=2), x, W)
-    assert err < 1e-6
+    for stride in (1, 2):                    # blocks of positions; rows of a chunk
+        err = md.gradcheck(lambda a, w: conv2d(a, w, pad=1, stride=stride), x, W)
+        assert err < 1e-6

@@ -41,7 +41,8 @@ def net_inputs(rng):
             rng.standard_normal(6), rng.standard_normal((4, 3, 3, 3)))
 
 
-def _run(inputs, min_chunk, monkeypatch):
+def _run(inputs, min_chunk, monkeypatch, positions=False):
+    monkeypatch.setattr(conv_module, "_POSITION_BLOCKS", positions)
     monkeypatch.setattr(conv_module, "_CHWN_MIN_CHUNK", min_chunk)
     ts = [md.Tensor(a, requires_grad=True) for a in inputs]
     y = _conv_net(*ts)
@@ -52,13 +53,18 @@ def _run(inputs, min_chunk, monkeypatch):
 def test_chwn_and_nchw_give_the_same_values_and_gradients(net_inputs, monkeypatch):
     y_nchw, g_nchw = _run(net_inputs, 10**9, monkeypatch)     # never CHWN
     y_chwn, g_chwn = _run(net_inputs, 1, monkeypatch)         # CHWN whenever possible
-    assert is_chwn(y_chwn.data) and not is_chwn(y_nchw.data)
-    np.testing.assert_allclose(y_chwn.data, y_nchw.data, rtol=1e-12, atol=1e-12)
-    for a, b in zip(g_chwn, g_nchw):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    y_pos, g_pos = _run(net_inputs, 10**9, monkeypatch, positions=True)  # always CHWN
+    assert is_chwn(y_chwn.data) and is_chwn(y_pos.data) and not is_chwn(y_nchw.data)
+    for y, grads in ((y_chwn, g_chwn), (y_pos, g_pos)):
+        np.testing.assert_allclose(y.data, y_nchw.data, rtol=1e-12, atol=1e-12)
+        for a, b in zip(grads, g_nchw):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_conv_outputs_chwn_for_large_chunks_and_its_input_gradient_too(rng, monkeypatch):
+@pytest.mark.parametrize("positions", [False, True])
+def test_conv_outputs_chwn_for_large_chunks_and_its_input_gradient_too(rng, monkeypatch,
+                                                                       positions):
+    monkeypatch.setattr(conv_module, "_POSITION_BLOCKS", positions)
     monkeypatch.setattr(conv_module, "_CHWN_MIN_CHUNK", 2)
     x = md.Tensor(rng.standard_normal((8, 3, 6, 6)), requires_grad=True)
     W = md.Tensor(rng.standard_normal((5, 3, 3, 3)), requires_grad=True)
@@ -113,11 +119,13 @@ def test_lrn_and_relu_accept_chwn(rng):
 def test_dx_as_convolution_equals_col2im(rng, monkeypatch, shape, W_shape, pad, groups):
     x, W = rng.standard_normal(shape), rng.standard_normal(W_shape)
     grads = []
-    for as_conv in (False, True):
+    for positions, as_conv in ((False, False), (False, True), (True, True)):
+        monkeypatch.setattr(conv_module, "_POSITION_BLOCKS", positions)  # always as a conv
         monkeypatch.setattr(conv_module, "_DX_AS_CONV", as_conv)
         xt = md.Tensor(x, requires_grad=True)
         y = F.conv2d(xt, md.Tensor(W), pad=pad, groups=groups)
         y.backward(np.cos(np.arange(y.size)).reshape(y.shape))
         grads.append(xt.grad)
-    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12, atol=1e-12)
+    for g in grads[1:]:
+        np.testing.assert_allclose(g, grads[0], rtol=1e-12, atol=1e-12)
     assert gradcheck(lambda a, w: F.conv2d(a, w, pad=pad, groups=groups), x, W) < 1e-5

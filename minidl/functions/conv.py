@@ -19,9 +19,10 @@ row of a window of all N images is a single contiguous run of OW*N values, so
 im2col and the additions of col2im move long runs instead of OW-sized
 fragments (NumPy's per-run overhead dominated the NCHW version: col2im was 2-4x
 slower). The price is transposing x into CHWN and the output (and dy) out of
-it: arrays about KH*KW/s^2 and K/C_out times smaller than the columns. When
-chunks hold >= 8 images the output stays CHWN, under an NCHW view
-(layout.py), and a CHWN dy is read in place: no transposes at all.
+it: arrays about KH*KW/s^2 and K/C_out times smaller than the columns. With
+schedule 1 below (and schedule 2 when chunks hold >= 8 images) the output
+stays CHWN, under an NCHW view (layout.py), and a CHWN dy is read in place:
+no transposes at all.
 (With stride > 1 and several images per chunk the runs are N values long, so
 such a layer is slower; conv1, the only strided layer of the paper, has
 columns big enough for one image per chunk, where the runs are OW long.)
@@ -30,22 +31,39 @@ With it, the whole convolution of group g is one GEMM:
 ``W.reshape(C_out, K)[g rows] @ cols[g rows]`` -> (C_out/groups, P*N), the rows
 of group g being the contiguous block ``g*K/groups : (g+1)*K/groups``.
 
-Speed and memory:
-* the batch goes through in chunks of a few images: >= 2048 columns per GEMM,
-  and otherwise as many images as keep the chunk's columns within ~4 MB;
-  where the columns are short (K <= 1024: the CIFAR net, AlexNet's conv1) a
-  chunk goes a block of output rows at a time, ~2 MB of columns (see
-  _BLOCK_COLUMNS): im2col writes the block, the GEMM reads it from cache;
+Speed and memory: two schedules.
+
+1. Blocks of output positions, the whole batch at once (on the CPU, for
+   stride-1 layers with short columns, K <= 1024: the CIFAR net). x is laid
+   out once as CHWN, zero-padded; the output positions are cut into blocks
+   of ~2 MB of columns, each block a few positions (whole rows, or part of
+   one row) with all N images (_position_blocks). Such a block's columns are
+   one contiguous range of the (C_out, P*N) output, so the GEMM writes its
+   result straight into y, and in backward reads dy in place; im2col copies
+   runs of (positions x N) values, 512-4,096 of them. dx is always a
+   convolution of the padded dy (written straight into dx too). The blocks
+   are split over minidl's threads. Against schedule 2 on the CIFAR net
+   (in-process A/B, alternated step by step): conv layers 0.89x the time on
+   2 threads, the whole training step 0.85-0.86x; conv1 alone 0.70x (its
+   chunks of 13 images wrote y and read dy in runs of 13 values).
+2. Chunks of images (everything else: large K as in AlexNet's conv2-5,
+   strided layers, CuPy): the batch goes through a few images at a time,
+   >= 2048 columns per GEMM, and otherwise as many images as keep the
+   chunk's columns within ~4 MB; where the columns are short (AlexNet's
+   conv1) a chunk goes a block of output rows at a time (_BLOCK_COLUMNS).
+
+In both:
 * backward recomputes the columns instead of keeping them (conv2 of the paper
   at batch 128 would otherwise keep ~0.9 GB alive until backward);
-* the scratch arrays (transposed input, columns, output chunk) are reused from
-  one call to the next (freshly allocated large arrays page-fault on every
-  first touch): with the paper's net at batch 128 they total < 50 MB;
-* the images are split over minidl's threads (parallel.py): each thread runs
-  the chunk loop on its own range of images, im2col, GEMMs (with a
-  one-thread BLAS) and copies alike, into its own range of y and dx and a
-  partial dW. (Splitting only the copies, the BLAS keeping its threads,
-  gained nothing: OpenBLAS's threads spin on after each GEMM.)
+* im2col writes each block into a scratch array that stays in the CPU's cache
+  until the GEMM reads it; the scratch arrays are reused from one call to the
+  next (freshly allocated large arrays page-fault on every first touch):
+  with the paper's net at batch 128 they total < 50 MB;
+* the work is split over minidl's threads (parallel.py), each with a
+  one-thread BLAS: schedule 1 by blocks, schedule 2 by images; each thread
+  writes its own part of y and dx and sums its own part of dW. (Splitting
+  only the copies, the BLAS keeping its threads, gained nothing: OpenBLAS's
+  threads spin on after each GEMM.)
 Measured ratios against the GEMMs alone: benchmarks/bench_conv.py.
 """
 from __future__ import annotations
@@ -56,7 +74,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import array_module
-from ..parallel import parallel_for
+from ..parallel import get_num_threads, parallel_for
 from .layout import is_chwn
 
 _LAYER = "conv2d"
@@ -124,35 +142,38 @@ def _windows(xt, KH, KW, stride, OH, OW):
         xt, (C, KH, KW, OH, OW, n), (sc, sh, sw, sh * stride, sw * stride, sn))
 
 
-def _im2col_chwn(xt, KH, KW, stride, OH, OW, out, r0=0, r1=None, windows=None):
-    """out (C*KH*KW, (r1-r0)*OW*n) <- the columns of xt (C, Hp, Wp, n) for the
-    output rows r0..r1 (all OH rows by default): one copy from `_windows`
-    (pass it in when taking several blocks of one xt)."""
+def _im2col_chwn(xt, KH, KW, stride, OH, OW, out, r0=0, r1=None, windows=None, w0=0, w1=None):
+    """out (C*KH*KW, (r1-r0)*(w1-w0)*n) <- the columns of xt (C, Hp, Wp, n) for the
+    output rows r0..r1 and columns w0..w1 (all of them by default): one copy
+    from `_windows` (pass it in when taking several blocks of one xt)."""
     r1 = OH if r1 is None else r1
+    w1 = OW if w1 is None else w1
     if windows is None:
         windows = _windows(xt, KH, KW, stride, OH, OW)
     C, n = xt.shape[0], xt.shape[3]
-    out.reshape(C, KH, KW, r1 - r0, OW, n)[...] = windows[:, :, :, r0:r1]
+    out.reshape(C, KH, KW, r1 - r0, w1 - w0, n)[...] = windows[:, :, :, r0:r1, w0:w1]
     return out
 
 
-def _col2im_chwn(cols, KH, KW, stride, OH, OW, out, r0=0, r1=None, zero=True):
-    """out (C, Hp, Wp, n) <- every column of the output rows r0..r1 (all by
-    default) added back where im2col read it; out zeroed first unless `zero`
-    is false (to add block after block).
+def _col2im_chwn(cols, KH, KW, stride, OH, OW, out, r0=0, r1=None, zero=True, w0=0, w1=None):
+    """out (C, Hp, Wp, n) <- every column of the output rows r0..r1 and columns
+    w0..w1 (all by default) added back where im2col read it; out zeroed first
+    unless `zero` is false (to add block after block).
 
     A loop over the KH*KW kernel offsets, each adding one strided slice: far
     faster than np.add.at or bincount, and the same code on CuPy.
     """
     r1 = OH if r1 is None else r1
+    w1 = OW if w1 is None else w1
     C, n = out.shape[0], out.shape[3]
-    c6 = cols.reshape(C, KH, KW, r1 - r0, OW, n)
+    c6 = cols.reshape(C, KH, KW, r1 - r0, w1 - w0, n)
     if zero:
         out[...] = 0
     for kh in range(KH):
         h0 = kh + stride * r0
         for kw in range(KW):
-            out[:, h0:h0 + stride * (r1 - r0):stride, kw:kw + stride * OW:stride] += c6[:, kh, kw]
+            v0 = kw + stride * w0
+            out[:, h0:h0 + stride * (r1 - r0):stride, v0:v0 + stride * (w1 - w0):stride] += c6[:, kh, kw]
     return out
 
 
@@ -238,6 +259,45 @@ def _row_blocks(xp, OH, OW, n, K):
     return [(r0, min(OH, r0 + rows)) for r0 in range(0, OH, rows)]
 
 
+# Layers with short columns on the CPU (the CIFAR net) skip the chunks of images:
+# the whole batch is laid out once as CHWN and the output positions are cut into
+# blocks, each holding all N images (see _position_blocks). False: chunks everywhere.
+_POSITION_BLOCKS = True
+
+
+def _position_blocks(OH, OW, N, K, threads):
+    """The OH x OW output positions cut into blocks (r0, r1, w0, w1), each of about
+    `_block_columns(K)` columns with all N images: whole rows r0..r1, or the
+    columns w0..w1 of one row (r1 = r0 + 1). Either way a block is one contiguous
+    range of the (C_out, OH*OW*N) output, columns ``(r0*OW + w0)*N`` to
+    ``((r1 - 1)*OW + w1)*N``, so its GEMM writes straight into the output. At
+    least `threads` blocks where there are that many rows."""
+    per = max(1, (_block_columns(K) or _BLOCK_BYTES // (4 * K)) // max(1, N))  # positions per block
+    if per >= OW:                                    # whole rows
+        rows = max(1, min(per // OW, OH // threads))
+        return [(r0, min(OH, r0 + rows), 0, OW) for r0 in range(0, OH, rows)]
+    parts = -(-OW // per)                            # pieces of a row, of about equal width
+    w = [OW * k // parts for k in range(parts + 1)]
+    return [(r, r + 1, w[k], w[k + 1]) for r in range(OH) for k in range(parts)]
+
+
+def _group_matmul(A, B, out):
+    """out[g rows] = A[g] @ B[g rows] for each group g: A (G, m, k), B (G*k, n), out (G*m, n)."""
+    G, m, k = A.shape
+    for g in range(G):
+        array_module(B).matmul(A[g], B[g * k:(g + 1) * k], out=out[g * m:(g + 1) * m])
+
+
+def _flipped(W, G):
+    """The kernels of dx as a convolution of dy: W[o, c, KH-1-kh, KW-1-kw] as
+    (G, C/G, (o, kh, kw)), o within the group."""
+    C_out, Cg, KH, KW = W.shape
+    Og = C_out // G
+    return array_module(W).ascontiguousarray(
+        W[:, :, ::-1, ::-1].reshape(G, Og, Cg, KH * KW).transpose(0, 2, 1, 3)
+    ).reshape(G, Cg, Og * KH * KW)
+
+
 class Convolution(Function):
     """y[n, o] = b[o] + sum_{c in group(o), kh, kw} W[o, c, kh, kw] * x_padded[n, c, oh*s + kh, ow*s + kw].
 
@@ -256,7 +316,8 @@ class Convolution(Function):
         backward   dW[g]    = dy[g] @ cols[g].T     (computed as (cols[g] @ dy[g].T).T)
                    dcols[g] = Wg.T @ dy[g];    dx = col2im(dcols)
                    db       = sum of dy over n, oh, ow
-    all of it chunk by chunk of images (dW summed over chunks).
+    all of it block by block of output positions, or chunk by chunk of images
+    (the two schedules of the module docstring; dW summed over them).
     Keeps x and W for backward (not the columns: they are recomputed).
     """
 
@@ -321,11 +382,106 @@ class Convolution(Function):
                                                 x.shape[0]), x.dtype)
         return _to_chwn_padded(x, self.pad, xt)
 
+    # --- schedule 1: the whole batch, by blocks of output positions -----------
+    def _by_positions(self, xp, geo):
+        """Schedule 1 (see the module docstring): on the CPU, for stride-1 layers
+        with short columns whose dx is a convolution of dy (p < KH, KW)."""
+        KH, KW, K = geo[5], geo[6], geo[9]
+        return (_POSITION_BLOCKS and xp is np and self.stride == 1
+                and self.pad < min(KH, KW) and _block_columns(K) is not None)
+
+    def _padded_batch(self, a, ph, pw, name):
+        """a (N, C, H, W) as CHWN zero-padded, (C, H + 2ph, W + 2pw, N), in scratch;
+        its channels split over the threads (a copy of runs of W*N values when a
+        is CHWN already)."""
+        N, C, H, W = a.shape
+        out = _workspace(np, name, (C, H + 2 * ph, W + 2 * pw, N), a.dtype)
+        parallel_for(lambda c0, c1: _pad_chwn(a[:, c0:c1].transpose(1, 2, 3, 0), ph, pw,
+                                              out[c0:c1]), C)
+        return out
+
+    @staticmethod
+    def _by_blocks(blocks, xt, KH, KW, OH, OW, K, block_fn):
+        """block_fn(cols, c0, c1) for each block of output positions, split over
+        the threads; cols: the block's (K, c1 - c0) columns of xt, in scratch.
+        Returns each thread's last result."""
+        N = xt.shape[3]
+        win = _windows(xt, KH, KW, 1, OH, OW)
+
+        def run(k0, k1):
+            result = None
+            for r0, r1, w0, w1 in blocks[k0:k1]:
+                c0, c1 = (r0 * OW + w0) * N, ((r1 - 1) * OW + w1) * N
+                cols = _im2col_chwn(xt, KH, KW, 1, OH, OW, _workspace(
+                    np, "cols", (K, c1 - c0), xt.dtype), r0, r1, win, w0, w1)
+                result = block_fn(cols, c0, c1, result)
+            return result
+        return parallel_for(run, len(blocks))
+
+    def _forward_positions(self, x, W, b, geo):
+        N, C, H, Wd, C_out, KH, KW, OH, OW, K, P, _ = geo
+        G = self.groups
+        Wm = W.reshape(G, C_out // G, K // G)
+        y = np.empty((C_out, P * N), x.dtype)          # CHWN (layout.py)
+
+        def block(cols, c0, c1, _):                    # the GEMM writes y's columns in place
+            _group_matmul(Wm, cols, y[:, c0:c1])
+            if b is not None:
+                y[:, c0:c1] += b[:, None]
+        xt = self._padded_batch(x, self.pad, self.pad, "xt")
+        self._by_blocks(_position_blocks(OH, OW, N, K, get_num_threads()),
+                        xt, KH, KW, OH, OW, K, block)
+        return y.reshape(C_out, OH, OW, N).transpose(3, 0, 1, 2)
+
+    def _backward_positions(self, gy, geo, need_x, need_W, need_b):
+        x, W = self.x, self.W
+        N, C, H, Wd, C_out, KH, KW, OH, OW, K, P, _ = geo
+        G, p = self.groups, self.pad
+        Og, Kg = C_out // G, K // G
+        T = get_num_threads()
+        if not is_chwn(gy):                             # dy as CHWN: a view, else a copy
+            gy = self._padded_batch(gy, 0, 0, "gy").transpose(3, 0, 1, 2)
+        g2 = gy.transpose(1, 2, 3, 0).reshape(C_out, P * N)
+        db = g2.sum(axis=1) if need_b else None
+        dW = dx = None
+        if need_W:
+            def block(cols, c0, c1, part):             # this thread's sum of dW.T
+                out = np.empty((G, Kg, Og), x.dtype) if part is None else \
+                    _workspace(np, "dW", (G, Kg, Og), x.dtype)
+                for g in range(G):
+                    np.matmul(cols[g * Kg:(g + 1) * Kg], g2[g * Og:(g + 1) * Og, c0:c1].T,
+                              out=out[g])
+                if part is None:
+                    return out
+                part += out
+                return part
+            xt = self._padded_batch(x, p, p, "xt")        # columns recomputed, not kept
+            parts = [q for q in self._by_blocks(_position_blocks(OH, OW, N, K, T), xt,
+                                                KH, KW, OH, OW, K, block) if q is not None]
+            dWT = parts[0]
+            for q in parts[1:]:
+                dWT += q
+            dW = np.ascontiguousarray(dWT.transpose(0, 2, 1)).reshape(W.shape)
+        if need_x:
+            # dx = dy, zero-padded by KH-1-p, convolved with the flipped kernels
+            # (see backward); the GEMM writes dx's columns in place
+            flipped = _flipped(W, G)
+            Kd = C_out * KH * KW
+            dx = np.empty((C, H * Wd * N), x.dtype)
+            gp = self._padded_batch(gy, KH - 1 - p, KW - 1 - p, "gpad")
+            self._by_blocks(_position_blocks(H, Wd, N, Kd, T), gp, KH, KW, H, Wd, Kd,
+                            lambda cols, c0, c1, _: _group_matmul(flipped, cols, dx[:, c0:c1]))
+            dx = dx.reshape(C, H, Wd, N).transpose(3, 0, 1, 2)
+        return dx, dW, db
+
     # --- forward / backward ----------------------------------------------------
     def forward(self, x, W, b=None):
         self._check(x, W, b)
         xp = array_module(x)
         geo = self._geometry(x, W)
+        self.x, self.W = x, W
+        if self._by_positions(xp, geo):
+            return self._forward_positions(x, W, b, geo)
         N, C, H, Wd, C_out, KH, KW, OH, OW, K, P, chunk = geo
         G, s = self.groups, self.stride
         Og, Kg = C_out // G, K // G
@@ -370,6 +526,9 @@ class Convolution(Function):
         has_b = len(self.needs_input_grad) == 3
         need_b = has_b and self.needs_input_grad[2]
         geo = self._geometry(x, W)
+        if self._by_positions(xp, geo):
+            dx, dW, db = self._backward_positions(gy, geo, need_x, need_W, need_b)
+            return (dx, dW, db) if has_b else (dx, dW)
         N, C, H, Wd, C_out, KH, KW, OH, OW, K, P, chunk = geo
         G, s, p = self.groups, self.stride, self.pad
         Og, Kg = C_out // G, K // G
