@@ -158,6 +158,8 @@ class Trainer:
     def fit(self) -> list:
         """Train until max_epochs or `stop`; returns the history (one dict per epoch)."""
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.device.kind == "cpu":
+            minidl.keep_freed_memory()    # each step's arrays reuse the last one's pages
         s, cfg = self.state, self.cfg
         epochs = tqdm(total=cfg.max_epochs, initial=s.epoch, desc=cfg.run_name, unit="epoch",
                       disable=not cfg.progress, position=cfg.bar_position)

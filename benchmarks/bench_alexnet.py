@@ -9,7 +9,8 @@ Measured in the same run, each configuration in its own subprocess (so that
 one's memory does not count against the other's), both built first, then
 their steps interleaved: minidl, torch, minidl, torch, ... (the machines are
 shared; a change of load then falls on both alike). After one warm-up step
-each, the median of ``--steps`` steps:
+each, the median of ``--steps`` steps. Both processes keep freed memory for
+reuse (minidl.keep_freed_memory(), as alexnet's Trainer does).
 
 * minidl: the two-column `AlexNet`, both columns on ``cpu``.
 * torch (if it imports; never a dependency): the SAME architecture on
@@ -254,6 +255,8 @@ def serve(worker, batch):
     Answers each with {"wall": s, "cpu": s} (CPU: this process, all threads);
     on 'done' answers with its peak memory and exits.
     """
+    import minidl                         # noqa: PLC0415
+    minidl.keep_freed_memory()            # as alexnet's Trainer: for either library
     step, info = SETUPS[worker](batch)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:

@@ -5,6 +5,9 @@ minidl against PyTorch CPU on the same architecture, in the same run.
 
 Target (issue 4): minidl at least 0.8x PyTorch's images/s. Also a per-op
 breakdown of minidl's step (forward and backward time of each Function class).
+The process keeps freed memory for reuse (minidl.keep_freed_memory(), as
+alexnet's Trainer does; it applies to PyTorch's arrays too); --default-malloc
+leaves malloc alone.
 
 The two take turns in blocks (so that a change in the machine's load falls on
 both), and the first steps of each block are not timed: each library's
@@ -124,7 +127,11 @@ def main(argv=None):
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--activation", choices=["relu", "tanh"], nargs="+",
                    default=["relu", "tanh"], help="the nets to time (Figure 1 trains both)")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave malloc as it is (by default freed memory is kept, for both "
+                        "libraries, as alexnet's Trainer keeps it: minidl/memory.py)")
     args = p.parse_args(argv)
+    kept = not args.default_malloc and minidl.keep_freed_memory()
     rows = []
     steps = {}
     for act in args.activation:
@@ -152,7 +159,8 @@ def main(argv=None):
         rows.append(row)
     rows.sort(key=lambda r: (r["activation"], r["impl"]))
     report("bench_cifar", rows, notes={"threads": minidl.get_num_threads(),
-                                       "blocks": args.blocks, "steps_per_block": args.steps})
+                                       "blocks": args.blocks, "steps_per_block": args.steps,
+                                       "freed_memory_kept": kept})
     print("\nminidl step breakdown (ms per step):")
     for k, v in list(breakdown(args.batch).items())[:14]:
         print(f"  {k:<32} {1e3 * v:8.1f}")

@@ -12,9 +12,11 @@ from .functions import copy
 from .gradcheck import gradcheck
 from . import random
 from .parallel import get_num_threads, set_num_threads
+from .memory import keep_freed_memory
 
 __version__ = "0.1.0"
 
 __all__ = ["Device", "array_module", "cupy_available", "get_device", "to_numpy",
            "Function", "Tensor", "as_tensor", "is_grad_enabled", "no_grad",
-           "functions", "copy", "gradcheck", "random", "get_num_threads", "set_num_threads"]
+           "functions", "copy", "gradcheck", "random", "get_num_threads", "set_num_threads",
+           "keep_freed_memory"]
