@@ -183,3 +183,21 @@ def test_cifar_net_shapes_and_both_activations(rng):
         rows = list(net.trace(Tensor(rng.standard_normal((2, 3, 32, 32)).astype(np.float32))))
         assert [r.shape for r in rows] == [(2, 32, 16, 16), (2, 32, 8, 8), (2, 64, 4, 4), (2, 10)]
     assert net.num_parameters() == (32 * 75 + 32) + (32 * 800 + 32) + (64 * 800 + 64) + (1024 * 10 + 10)
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_cifar_net_max_pool_before_the_activation_is_the_same_function(rng, act):
+    """CifarNet max-pools before its activation (4x fewer activations to compute):
+    the literal order of layers-80sec, activation then pool, gives the same
+    outputs and the same gradients, down to ties of the max (float64)."""
+    x = rng.standard_normal((3, 3, 32, 32)) * 50
+    x[:, :, 4:8, 4:8] = -1.0                  # windows of negatives only: relu gives 0s
+    results = []
+    for literal in (True, False):
+        net = CifarNet(CifarNetConfig(activation=act), dtype=np.float64, seed=0)
+        tx = Tensor(x, requires_grad=True)
+        logits = net.forward(tx, literal=literal)
+        logits.backward(np.cos(np.arange(logits.size)).reshape(logits.shape))
+        results.append([logits.data, tx.grad] + [p.grad for p in net.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
