@@ -442,7 +442,10 @@ class Convolution(Function):
         if not is_chwn(gy):                             # dy as CHWN: a view, else a copy
             gy = self._padded_batch(gy, 0, 0, "gy").transpose(3, 0, 1, 2)
         g2 = gy.transpose(1, 2, 3, 0).reshape(C_out, P * N)
-        db = g2.sum(axis=1) if need_b else None
+        db = None
+        if need_b:                                    # its rows split over the threads
+            db = np.empty(C_out, gy.dtype)
+            parallel_for(lambda o0, o1: np.sum(g2[o0:o1], axis=1, out=db[o0:o1]), C_out)
         dW = dx = None
         if need_W:
             def block(cols, c0, c1, part):             # this thread's sum of dW.T
