@@ -10,7 +10,8 @@ one's memory does not count against the other's), both built first, then
 their steps interleaved: minidl, torch, minidl, torch, ... (the machines are
 shared; a change of load then falls on both alike). After one warm-up step
 each, the median of ``--steps`` steps. Both processes keep freed memory for
-reuse (minidl.keep_freed_memory(), as alexnet's Trainer does).
+reuse (minidl.keep_freed_memory(), as alexnet's Trainer does;
+``--default-malloc`` leaves malloc alone in both).
 
 * minidl: the two-column `AlexNet`, both columns on ``cpu``.
 * torch (if it imports; never a dependency): the SAME architecture on
@@ -249,14 +250,15 @@ def torch_setup(batch):
 SETUPS = {"minidl": minidl_setup, "torch": torch_setup}
 
 
-def serve(worker, batch):
+def serve(worker, batch, keep_memory=True):
     """A worker process: build the net, then run one timed step per 'step' line on stdin.
 
     Answers each with {"wall": s, "cpu": s} (CPU: this process, all threads);
     on 'done' answers with its peak memory and exits.
     """
-    import minidl                         # noqa: PLC0415
-    minidl.keep_freed_memory()            # as alexnet's Trainer: for either library
+    if keep_memory:
+        import minidl                     # noqa: PLC0415
+        minidl.keep_freed_memory()        # as alexnet's Trainer: for either library
     step, info = SETUPS[worker](batch)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
@@ -272,11 +274,11 @@ def serve(worker, batch):
 class Worker:
     """The driver's end of a `serve` process."""
 
-    def __init__(self, name, batch):
+    def __init__(self, name, batch, default_malloc=False):
         self.name = name
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.bench_alexnet", "--worker", name,
-             "--batch", str(batch)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+             "--batch", str(batch)] + (["--default-malloc"] if default_malloc else []), cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True)
         self.samples = []
         self.ask(None)
@@ -320,6 +322,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3, help="timed steps per configuration (median)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     p.add_argument("--no-breakdown", action="store_true", help="skip the per-op breakdown")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave malloc as it is (by default both processes keep freed memory, "
+                        "as alexnet's Trainer does: minidl/memory.py)")
     p.add_argument("--worker", choices=sorted(SETUPS) + ["breakdown"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -327,13 +332,13 @@ def main(argv=None):
         print(json.dumps(minidl_breakdown(args.batch)))
         return
     if args.worker:
-        serve(args.worker, args.batch)
+        serve(args.worker, args.batch, keep_memory=not args.default_malloc)
         return
 
     # Both nets stay built; their steps alternate (minidl, torch, minidl, ...), so a
     # change in the shared machine's load falls on both alike.
     names = ["minidl"] + (["torch"] if not args.no_torch and torch_available() else [])
-    workers = [Worker(name, args.batch) for name in names]
+    workers = [Worker(name, args.batch, args.default_malloc) for name in names]
     for w in workers:
         w.step(keep=False)                                       # warm-up
     for _ in range(args.steps):
@@ -350,6 +355,7 @@ def main(argv=None):
         rows[0]["vs_torch"] = t["seconds"] / m["seconds"]
         rows[0]["vs_torch_cpu"] = t["cpu_seconds"] / m["cpu_seconds"]
     notes = {"steps": args.steps, "cpus": os.cpu_count(),
+             "freed_memory_kept": not args.default_malloc,
              "target": "minidl >= 1.0x torch img/s; minidl peak <= 3 GiB at batch 128",
              "torch": {k: v for k, v in results.get("torch", {}).items()
                        if k in ("torch", "threads", "params")}}

@@ -11,8 +11,9 @@ group, on preallocated arrays,
 
 (Og = C_out/groups, Kg = K/groups, P = OH*OW), their columns split over
 minidl's threads in blocks, each thread with a one-thread BLAS, as conv2d runs
-them (minidl/parallel.py). Everything above 1.0 is
-im2col, col2im, bias, padding and memory traffic. When PyTorch is installed
+them (minidl/parallel.py). x and dy come laid out as the layer meets them
+in its net (CHWN for the CIFAR net's conv2 and conv3, layout.py). Everything
+above 1.0 is im2col, col2im, bias, padding and memory traffic. When PyTorch is installed
 its CPU conv forward+backward on the same shapes is an extra column (for
 comparison only; minidl never imports torch).
 
@@ -48,6 +49,7 @@ from benchmarks.common import median_time, report  # noqa: E402
 import minidl  # noqa: E402
 from minidl.functions import conv as conv_module  # noqa: E402
 from minidl.functions.conv import Convolution  # noqa: E402
+from minidl.functions.layout import is_chwn  # noqa: E402
 from minidl.parallel import parallel_for  # noqa: E402
 
 # name, C, H, W, C_out, KH, KW, stride, pad, groups, needs dx
@@ -65,14 +67,31 @@ CIFAR = [
 ]
 
 
+# layers whose input arrives as CHWN in their net (layout.py): the CIFAR net's
+# conv2 and conv3 read the output of a pooling of a CHWN conv output
+CHWN_INPUT = {"cifar2", "cifar3"}
+
+
+def _chwn(a):
+    """a (N, C, H, W) stored as CHWN (layout.py), as a conv or pooling hands it on."""
+    return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+
+
 def make_inputs(spec, N, rng):
+    """x, W, b and dy, x and dy laid out as the layer meets them in its net (dy:
+    as the layer lays out its output)."""
     name, C, H, Wd, C_out, KH, KW, s, p, G, need_x = spec
     f32 = np.float32
     OH, OW = (H + 2 * p - KH) // s + 1, (Wd + 2 * p - KW) // s + 1
-    return (rng.standard_normal((N, C, H, Wd), dtype=f32),
-            rng.standard_normal((C_out, C // G, KH, KW), dtype=f32) * 0.01,
-            rng.standard_normal(C_out, dtype=f32),
-            rng.standard_normal((N, C_out, OH, OW), dtype=f32))
+    x = rng.standard_normal((N, C, H, Wd), dtype=f32)
+    W = rng.standard_normal((C_out, C // G, KH, KW), dtype=f32) * 0.01
+    b = rng.standard_normal(C_out, dtype=f32)
+    gy = rng.standard_normal((N, C_out, OH, OW), dtype=f32)
+    if name in CHWN_INPUT:
+        x = _chwn(x)
+    if is_chwn(Convolution(s, p, G).forward(x, W, b)):       # one forward to see
+        gy = _chwn(gy)
+    return x, W, b, gy
 
 
 def bench_layer(spec, N, repeat):
@@ -91,19 +110,31 @@ def bench_layer(spec, N, repeat):
 
 
     # the GEMMs alone, same shapes, preallocated (one set of arrays serves every
-    # group), their columns split over the threads as conv2d splits its images:
-    # one share per thread, each multiplied with a one-thread BLAS (as fast as one
+    # group), their columns split over the threads as conv2d splits them: one
+    # share per thread, each multiplied with a one-thread BLAS (as fast as one
     # two-thread BLAS call on the whole, measured), dW.T summed at the end. Where
-    # conv2d cuts its GEMMs into blocks of columns (short K: conv.py's
-    # _BLOCK_COLUMNS), so does the reference: the same products, the same sizes,
-    # each block its own contiguous array (what suits the BLAS best).
+    # conv2d cuts its GEMMs into blocks of columns, so does the reference: the
+    # same products, the same sizes, each block its own contiguous array (what
+    # suits the BLAS best): blocks of output positions (conv.py's schedule 1),
+    # or blocks of output rows of a thread's images (schedule 2, short K).
     Og, Kg, NP = C_out // G, C * KH * KW // G, N * OH * OW
     T = max(1, min(minidl.get_num_threads(), N))
-    width = conv_module._block_columns(C * KH * KW)
+    f = Convolution(s, p, G)
+    if f._by_positions(np, f._geometry(x, W)):
+        blocks = [(r1 - r0) * (w1 - w0) * N for r0, r1, w0, w1 in
+                  conv_module._position_blocks(OH, OW, N, C * KH * KW, T)]
+        T = min(T, len(blocks))
+        thread_sizes = [blocks[len(blocks) * t // T:len(blocks) * (t + 1) // T]
+                        for t in range(T)]
+    else:
+        width = conv_module._block_columns(C * KH * KW)
+        thread_sizes = []
+        for t in range(T):
+            n = NP * (t + 1) // T - NP * t // T
+            thread_sizes.append([n] if width is None else
+                                [min(width, n - c0) for c0 in range(0, n, width)])
     shares = []
-    for t in range(T):
-        n = NP * (t + 1) // T - NP * t // T
-        sizes = [n] if width is None else [min(width, n - c0) for c0 in range(0, n, width)]
+    for sizes in thread_sizes:
         shares.append([{"cols": rng.standard_normal((Kg, m), dtype=f32),
                         "dy": rng.standard_normal((Og, m), dtype=f32),
                         "y": np.empty((Og, m), f32), "dWT": np.empty((Kg, Og), f32),
