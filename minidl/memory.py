@@ -35,6 +35,10 @@ _NEVER_TRIM = 2 ** 31 - 1  # the largest value M_TRIM_THRESHOLD takes (an int)
 _kept = False
 
 
+def _platform() -> str:
+    return sys.platform
+
+
 def keep_freed_memory() -> bool:
     """Make malloc keep freed memory for reuse (see the module docstring).
 
@@ -44,7 +48,7 @@ def keep_freed_memory() -> bool:
     global _kept
     if _kept:
         return True
-    if not sys.platform.startswith("linux"):
+    if not _platform().startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(None)              # the C library this process already runs

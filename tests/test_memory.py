@@ -44,5 +44,5 @@ def test_repeated_calls_and_other_platforms(monkeypatch):
     assert minidl.keep_freed_memory() is first        # idempotent
     from minidl import memory
     monkeypatch.setattr(memory, "_kept", False)
-    monkeypatch.setattr(memory.sys, "platform", "darwin")
+    monkeypatch.setattr(memory, "_platform", lambda: "darwin")
     assert memory.keep_freed_memory() is False        # elsewhere: nothing, no error
