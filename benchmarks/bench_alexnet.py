@@ -329,6 +329,9 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     if args.worker == "breakdown":
+        if not args.default_malloc:
+            import minidl                 # noqa: PLC0415
+            minidl.keep_freed_memory()    # as in the timed steps
         print(json.dumps(minidl_breakdown(args.batch)))
         return
     if args.worker:
@@ -364,7 +367,7 @@ def main(argv=None):
     if not args.no_breakdown:
         print("\nOne minidl step, by op (forward / backward; both columns together; the shapes name the layer):")
         cmd = [sys.executable, "-m", "benchmarks.bench_alexnet", "--worker", "breakdown",
-               "--batch", str(args.batch)]
+               "--batch", str(args.batch)] + (["--default-malloc"] if args.default_malloc else [])
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"bench_alexnet: the breakdown failed:\n{done.stderr[-3000:]}")
