@@ -402,9 +402,12 @@ class Convolution(Function):
 
     @staticmethod
     def _by_blocks(blocks, xt, KH, KW, OH, OW, K, block_fn):
-        """block_fn(cols, c0, c1) for each block of output positions, split over
-        the threads; cols: the block's (K, c1 - c0) columns of xt, in scratch.
-        Returns each thread's last result."""
+        """result = block_fn(cols, c0, c1, result) for each block of output
+        positions, the blocks split over the threads: cols is the block's
+        (K, c1 - c0) columns of xt, in scratch; result is what block_fn returned
+        for the thread's previous block (None at first). Returns each thread's
+        last result (a partial sum of dW, say: never a scratch array, as one
+        pool thread may run two ranges in turn)."""
         N = xt.shape[3]
         win = _windows(xt, KH, KW, 1, OH, OW)
 
