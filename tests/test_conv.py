@@ -207,35 +207,22 @@ def test_gradcheck(shape, schedule):
     assert err < 1e-6
 
 
-def test_dW_db_match_the_loop_reference():
+@pytest.mark.parametrize("shape", [(2, 4, 6, 5, 6, 3, 3, 2, 1, 2),    # stride 2: chunks
+                                   (3, 4, 6, 5, 6, 3, 3, 1, 1, 2)],   # stride 1: either schedule
+                         ids=["stride2", "stride1"])
+def test_dW_db_match_the_loop_reference(shape, schedule):
     """<conv(x, W), g> is linear in W, so dW[i] = <conv(x, E_i), g> exactly, with
     E_i the one-hot kernel: dW from the loop reference alone, no differences."""
-    shape = (2, 4, 6, 5, 6, 3, 3, 2, 1, 2)
+    s, p, G = shape[7:]
     x, W, b = _random(shape, seed=8)
-    g = np.random.default_rng(9).standard_normal(conv_loops(x, W, b, 2, 1, 2).shape)
+    g = np.random.default_rng(9).standard_normal(conv_loops(x, W, b, s, p, G).shape)
     t = [md.Tensor(a, requires_grad=True) for a in (x, W, b)]
-    conv2d(*t, stride=2, pad=1, groups=2).backward(g)
+    conv2d(*t, stride=s, pad=p, groups=G).backward(g)
     dW = np.zeros_like(W)
     for idx in np.ndindex(W.shape):
         E = np.zeros_like(W)
         E[idx] = 1
-        dW[idx] = np.sum(conv_loops(x, E, None, 2, 1, 2) * g)
-    np.testing.assert_allclose(t[1].grad, dW, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(t[2].grad, g.sum(axis=(0, 2, 3)), rtol=1e-10, atol=1e-10)
-
-
-def test_stride_1_dW_db_match_the_loop_reference(schedule):
-    """As above, for a stride-1 layer: the schedule of blocks of positions."""
-    shape = (3, 4, 6, 5, 6, 3, 3, 1, 1, 2)
-    x, W, b = _random(shape, seed=18)
-    g = np.random.default_rng(19).standard_normal(conv_loops(x, W, b, 1, 1, 2).shape)
-    t = [md.Tensor(a, requires_grad=True) for a in (x, W, b)]
-    conv2d(*t, stride=1, pad=1, groups=2).backward(g)
-    dW = np.zeros_like(W)
-    for idx in np.ndindex(W.shape):
-        E = np.zeros_like(W)
-        E[idx] = 1
-        dW[idx] = np.sum(conv_loops(x, E, None, 1, 1, 2) * g)
+        dW[idx] = np.sum(conv_loops(x, E, None, s, p, G) * g)
     np.testing.assert_allclose(t[1].grad, dW, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(t[2].grad, g.sum(axis=(0, 2, 3)), rtol=1e-10, atol=1e-10)
 
