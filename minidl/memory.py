@@ -14,7 +14,8 @@ malloc keeps what it frees and hands it out again: the next step's arrays
 reuse those pages and fault none. The process holds on to its peak memory
 (its resident size does not fall between steps; it barely rises: 117 MB
 against 119 MB after 20 CIFAR steps). The CIFAR step took 0.87-0.93x the time
-(in separate processes, alternated).
+(separate processes, alternated), the paper's net's step at batch 128
+0.85-0.88x (benchmarks/bench_alexnet.py with and without --default-malloc).
 
 It is one process-wide setting (two `mallopt` calls), not a minidl one: it
 also applies to PyTorch or anything else in the process that allocates through
@@ -52,7 +53,7 @@ def keep_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None)              # the C library this process already runs
-        libc.gnu_get_libc_version             # glibc only: musl has no mallopt
+        libc.gnu_get_libc_version             # glibc only: the two options are glibc's
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
