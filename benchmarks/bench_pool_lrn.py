@@ -8,6 +8,13 @@ Each timing is a ratio against references measured in the same run:
 * vs_torch: PyTorch CPU's max_pool2d / local_response_norm forward + backward
   on the same array (only if torch imports; it is never a dependency).
   Below 1 means minidl is faster.
+* vs_slicing (pooling): minidl's compiled loops (pool_kernels.py, numba)
+  against its NumPy slicing (pool.py with MINIDL_NUMBA=0), samples taken in
+  turns. Below 1 means the loops are faster.
+
+Each input lies in memory as its net hands it over (layout.py): CHWN after a
+convolution whose chunks are long enough (the CIFAR net's pools, AlexNet's
+pool5), NCHW after LRN (AlexNet's pool1 and pool2).
 
     python -m benchmarks.bench_pool_lrn              # everything (~2 minutes on 2 cores)
     python -m benchmarks.bench_pool_lrn --batch 16   # AlexNet at batch 16 only
@@ -20,6 +27,7 @@ import numpy as np
 
 import minidl as md
 from minidl.functions import avg_pool2d, conv2d, local_response_norm, max_pool2d
+from minidl.functions import pool
 
 from .common import median_time, report
 
@@ -29,21 +37,53 @@ try:
 except Exception:  # noqa: BLE001  (torch is optional here)
     torch = None
 
-# (net, layer, op, input shape of the layer, conv before it: input shape, W shape, stride, pad, groups)
+# (net, layer, op, input shape of the layer, its layout, conv before it: input
+# shape, W shape, stride, pad, groups)
 ALEXNET = [
-    ("alexnet", "lrn1", "lrn", (96, 55, 55), ((3, 227, 227), (96, 3, 11, 11), 4, 0, 1)),
-    ("alexnet", "pool1", "max", (96, 55, 55), ((3, 227, 227), (96, 3, 11, 11), 4, 0, 1)),
-    ("alexnet", "lrn2", "lrn", (256, 27, 27), ((96, 27, 27), (256, 48, 5, 5), 1, 2, 2)),
-    ("alexnet", "pool2", "max", (256, 27, 27), ((96, 27, 27), (256, 48, 5, 5), 1, 2, 2)),
-    ("alexnet", "pool5", "max", (256, 13, 13), ((384, 13, 13), (256, 192, 3, 3), 1, 1, 2)),
+    ("alexnet", "lrn1", "lrn", (96, 55, 55), "nchw", ((3, 227, 227), (96, 3, 11, 11), 4, 0, 1)),
+    ("alexnet", "pool1", "max", (96, 55, 55), "nchw", ((3, 227, 227), (96, 3, 11, 11), 4, 0, 1)),
+    ("alexnet", "lrn2", "lrn", (256, 27, 27), "nchw", ((96, 27, 27), (256, 48, 5, 5), 1, 2, 2)),
+    ("alexnet", "pool2", "max", (256, 27, 27), "nchw", ((96, 27, 27), (256, 48, 5, 5), 1, 2, 2)),
+    ("alexnet", "pool5", "max", (256, 13, 13), "chwn",
+     ((384, 13, 13), (256, 192, 3, 3), 1, 1, 2)),
 ]
 # cuda-convnet's layers-80sec (conv 5x5, pad 2; pools 3/2 rounded up)
 CIFAR = [
-    ("cifar", "pool1", "max_ceil", (32, 32, 32), ((3, 32, 32), (32, 3, 5, 5), 1, 2, 1)),
-    ("cifar", "pool2", "max_ceil", (32, 16, 16), ((32, 16, 16), (32, 32, 5, 5), 1, 2, 1)),
-    ("cifar", "pool2-avg", "avg_ceil", (32, 16, 16), ((32, 16, 16), (32, 32, 5, 5), 1, 2, 1)),
-    ("cifar", "pool3", "max_ceil", (64, 8, 8), ((32, 8, 8), (64, 32, 5, 5), 1, 2, 1)),
+    ("cifar", "pool1", "max_ceil", (32, 32, 32), "chwn", ((3, 32, 32), (32, 3, 5, 5), 1, 2, 1)),
+    ("cifar", "pool2", "max_ceil", (32, 16, 16), "chwn", ((32, 16, 16), (32, 32, 5, 5), 1, 2, 1)),
+    ("cifar", "pool2-avg", "avg_ceil", (32, 16, 16), "chwn",
+     ((32, 16, 16), (32, 32, 5, 5), 1, 2, 1)),
+    ("cifar", "pool3", "max_ceil", (64, 8, 8), "chwn", ((32, 8, 8), (64, 32, 5, 5), 1, 2, 1)),
 ]
+
+
+def laid_out(a, layout):
+    """a (N, C, H, W) in memory as `layout`: "nchw", or "chwn" (a (C, H, W, N) array's view)."""
+    if layout == "chwn":
+        return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    return np.ascontiguousarray(a)
+
+
+def interleaved_times(fns, repeat):
+    """Median seconds per call of each fn, one sample of each in turn (after a warm-up)."""
+    for fn in fns:
+        fn()
+    samples = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, out in zip(fns, samples):
+            out.append(median_time(fn, repeat=1, warmup=0, min_time=0.05))
+    return [float(np.median(s)) for s in samples]
+
+
+def with_compiled(flag, fn):
+    """fn run with pool's compiled loops on (True) or off (False)."""
+    def run():
+        before, pool._USE_COMPILED = pool._USE_COMPILED, flag
+        try:
+            return fn()
+        finally:
+            pool._USE_COMPILED = before
+    return run
 
 OURS = {
     "lrn": lambda t: local_response_norm(t, n=5, k=2.0, alpha=1e-4, beta=0.75),
@@ -93,18 +133,27 @@ def conv_reference(N, conv, rng):
 
 def bench(cases, batch, rows, rng):
     convs = {}   # one measurement per conv layer (lrn1 and pool1 share conv1)
-    for net, layer, op, shape, conv in cases:
+    for net, layer, op, shape, layout, conv in cases:
         x = np.abs(rng.standard_normal((batch,) + shape, dtype=np.float32))  # like a ReLU output
+        x = laid_out(x, layout)
         y = OURS[op](md.Tensor(x))
-        g = rng.standard_normal(y.shape, dtype=np.float32)
+        g = laid_out(rng.standard_normal(y.shape, dtype=np.float32), layout)
         repeat = 5 if batch * np.prod(shape) < 2e7 else 3
-        ours = median_time(lambda: fwd_bwd(OURS[op], x, g), repeat=repeat, min_time=0.05)
+        run = lambda: fwd_bwd(OURS[op], x, g)        # noqa: E731
+        slicing = None
+        if op == "lrn" or pool._compiled(np) is None:
+            ours = median_time(run, repeat=repeat, min_time=0.05)
+        else:
+            ours, slicing = interleaved_times([with_compiled(True, run),
+                                               with_compiled(False, run)], repeat)
         if conv not in convs:
             convs[conv] = conv_reference(batch, conv, rng)
         conv_s, conv_kind = convs[conv]
         row = {"net": net, "layer": layer, "op": op, "batch": batch,
-               "shape": "x".join(map(str, shape)), "ours_ms": 1e3 * ours,
+               "shape": "x".join(map(str, shape)), "layout": layout, "ours_ms": 1e3 * ours,
                "conv_ms": 1e3 * conv_s, "vs_conv": ours / conv_s}
+        if slicing is not None:
+            row.update(slicing_ms=1e3 * slicing, vs_slicing=ours / slicing)
         if torch is not None:
             tx, tg = torch.from_numpy(x), torch.from_numpy(g)
 
@@ -140,8 +189,8 @@ def main(argv=None):
     notes = ("forward+backward, float32; ratios: ours / reference in the same run; "
              f"torch threads: {torch.get_num_threads() if torch is not None else 'n/a'}")
     report("bench_pool_lrn", rows, notes=notes,
-           columns=["net", "layer", "batch", "shape", "ours_ms", "vs_conv", "vs_torch",
-                    "torch_ms", "conv_ms", "reference"])
+           columns=["net", "layer", "batch", "shape", "layout", "ours_ms", "vs_slicing",
+                    "vs_conv", "vs_torch", "torch_ms", "conv_ms", "reference"])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,18 @@ import pytest
 
 import minidl as md
 from minidl.functions import avg_pool2d, max_pool2d
+from minidl.functions import pool
 from minidl.functions.pool import pool_output_size
+
+
+@pytest.fixture(autouse=True, params=["slicing", "compiled"])
+def impl(request, monkeypatch):
+    """Every test runs on both CPU implementations: NumPy slicing, and the
+    compiled loops of pool_kernels.py (numba, a dependency)."""
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+    monkeypatch.setattr(pool, "_USE_COMPILED", request.param == "compiled")
+    return request.param
 
 
 # --- the obvious references ---------------------------------------------------
@@ -165,7 +176,6 @@ def test_no_grad_keeps_nothing():
 @pytest.mark.parametrize("op", [max_pool2d, avg_pool2d])
 def test_chunked_planes_give_the_same_result(op, monkeypatch):
     """The planes are processed in cache-sized chunks; a last, shorter chunk too."""
-    import minidl.functions.pool as pool
     x = distinct((1, 5, 10, 10), seed=6)    # 10 -> 5 in ceil mode: the last window clipped
     g = np.random.default_rng(7).standard_normal((1, 5, 5, 5))
     results = []
@@ -179,3 +189,48 @@ def test_chunked_planes_give_the_same_result(op, monkeypatch):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(results[1][1], max_pool_grad_loops(x, g, 3, 2, True)
                                if op is max_pool2d else results[0][1], atol=1e-12)
+
+
+def chwn(a):
+    """a (N, C, H, W) stored as CHWN, as a convolution hands it on (layout.py)."""
+    return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+
+
+@pytest.mark.parametrize("op", [max_pool2d, avg_pool2d])
+@pytest.mark.parametrize("layout", [chwn, np.ascontiguousarray])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_loops_match_the_slicing(op, layout, dtype, impl, monkeypatch):
+    """The CIFAR net's pool1 shape (32 -> 16, clipped), a batch of 9 in both layouts:
+    the same y, and the same dx up to the order of additions."""
+    x = layout(np.random.default_rng(8).standard_normal((9, 4, 32, 32)).astype(dtype))
+    g = layout(np.random.default_rng(9).standard_normal((9, 4, 16, 16)).astype(dtype))
+    results = []
+    for compiled in (False, impl == "compiled"):
+        monkeypatch.setattr(pool, "_USE_COMPILED", compiled)
+        t = md.Tensor(x, requires_grad=True)
+        y = op(t, 3, 2, ceil_mode=True)
+        y.backward(g)
+        assert y.dtype == t.grad.dtype == dtype
+        results.append((y.data, t.grad))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_allclose(results[0][1], results[1][1],
+                               rtol=1e-6 if dtype == np.float32 else 1e-14, atol=1e-6)
+
+
+def test_compiled_loops_run_where_numba_is(impl):
+    fn = pool.MaxPool2d(3, 2)
+    fn.needs_input_grad = (True,)
+    fn.forward(distinct((2, 3, 7, 7)))
+    if impl == "compiled":                   # each window's winner kept, as one byte
+        assert pool._compiled(np) is not None and fn.argmax.dtype == np.uint8
+        assert fn.argmax.max() <= 8 and not hasattr(fn, "x4")
+    else:
+        assert not hasattr(fn, "argmax")
+
+
+def test_max_pool_propagates_nan():
+    x = distinct((1, 1, 5, 5))
+    x[0, 0, 1, 1] = np.nan                   # in the first window only (3/2: rows, cols 0-2)
+    y = max_pool2d(md.Tensor(x), 3, 2).data
+    assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 0, 1, 1])
+    assert y[0, 0, 1, 1] == x[0, 0, 2:5, 2:5].max()
