@@ -208,8 +208,9 @@ def test_gradcheck(shape, schedule):
 
 
 @pytest.mark.parametrize("shape", [(2, 4, 6, 5, 6, 3, 3, 2, 1, 2),    # stride 2: chunks
-                                   (3, 4, 6, 5, 6, 3, 3, 1, 1, 2)],   # stride 1: either schedule
-                         ids=["stride2", "stride1"])
+                                   (3, 4, 6, 5, 6, 3, 3, 1, 1, 2),    # stride 1: either schedule
+                                   (3, 4, 6, 5, 6, 3, 3, 1, 1, 1)],   # one group: db by the GEMM
+                         ids=["stride2", "stride1", "stride1-one-group"])
 def test_dW_db_match_the_loop_reference(shape, schedule):
     """<conv(x, W), g> is linear in W, so dW[i] = <conv(x, E_i), g> exactly, with
     E_i the one-hot kernel: dW from the loop reference alone, no differences."""
@@ -251,6 +252,34 @@ def test_backward_skips_the_work_nobody_asked_for(schedule):
     y = f(md.Tensor(x, requires_grad=True), md.Tensor(W), md.Tensor(b))
     dx, dW, db = f.backward(np.ones(y.shape))
     assert dW is None and db is None and dx.shape == x.shape
+
+
+def test_db_alone(schedule):
+    """A bias that needs a gradient beside a W that does not: db summed from dy
+    (with dW wanted too, schedule 1 takes it from dW's GEMM instead)."""
+    x, W, b = _random((3, 4, 6, 5, 6, 3, 3, 1, 1, 1), seed=14)
+    tb = md.Tensor(b, requires_grad=True)
+    y = conv2d(md.Tensor(x), md.Tensor(W), tb, pad=1)
+    g = np.random.default_rng(15).standard_normal(y.shape)
+    y.backward(g)
+    np.testing.assert_allclose(tb.grad, g.sum(axis=(0, 2, 3)), rtol=1e-12)
+
+
+def test_padded_input_kept_for_dW_gives_the_recomputed_result():
+    """Schedule 1 keeps forward's padded x for dW's columns (and drops it in
+    backward); a second backward pads x again: the same dW, to the bit."""
+    x, W, b = _random((5, 4, 7, 6, 6, 3, 3, 1, 1, 1), seed=12)
+    f = conv_module.Convolution(1, 1, 1)
+    y = f(md.Tensor(x), md.Tensor(W, requires_grad=True), md.Tensor(b, requires_grad=True))
+    assert f.xt.shape == (4, 9, 8, 5)                       # (C, H + 2p, W + 2p, N)
+    g = np.random.default_rng(13).standard_normal(y.shape)
+    _, dW_kept, db = f.backward(g)
+    assert not hasattr(f, "xt")
+    _, dW_again, _ = f.backward(g)
+    np.testing.assert_array_equal(dW_kept, dW_again)
+    f = conv_module.Convolution(1, 1, 1)                    # no dW wanted: nothing kept
+    f(md.Tensor(x, requires_grad=True), md.Tensor(W), md.Tensor(b))
+    assert not hasattr(f, "xt")
 
 
 # ----------------------------------------------------------------------------

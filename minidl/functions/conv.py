@@ -46,6 +46,13 @@ Speed and memory: two schedules.
    (in-process A/B, alternated step by step): conv layers 0.89x the time on
    2 threads, the whole training step 0.85-0.86x; conv1 alone 0.70x (its
    chunks of 13 images wrote y and read dy in runs of 13 values).
+   Two more savings here: the padded x is kept from forward for dW's
+   columns (a few MB, instead of padding x again), and with one group the
+   bias rides in the GEMM: a row of ones below the columns and b as one more
+   column of W (y = [W | b] @ [cols; 1]), so no pass adds b to y, and the
+   same row makes dW's GEMM return db too ([dW | db] = dy @ [cols; 1].T).
+   Both: the three CIFAR convs 0.93-0.96x the time (in-process A/B, conv1
+   0.89x), the bias alone 0.96-0.99x.
 2. Chunks of images (everything else: large K as in AlexNet's conv2-5,
    strided layers, CuPy): the batch goes through a few images at a time,
    >= 2048 columns per GEMM, and otherwise as many images as keep the
@@ -54,7 +61,8 @@ Speed and memory: two schedules.
 
 In both:
 * backward recomputes the columns instead of keeping them (conv2 of the paper
-  at batch 128 would otherwise keep ~0.9 GB alive until backward);
+  at batch 128 would otherwise keep ~0.9 GB alive until backward; the
+  CIFAR net's conv2 105 MB, to be written out and read back);
 * im2col writes each block into a scratch array that stays in the CPU's cache
   until the GEMM reads it; the scratch arrays are reused from one call to the
   next (freshly allocated large arrays page-fault on every first touch):
@@ -324,7 +332,8 @@ class Convolution(Function):
                    db       = sum of dy over n, oh, ow
     all of it block by block of output positions, or chunk by chunk of images
     (the two schedules of the module docstring; dW summed over them).
-    Keeps x and W for backward (not the columns: they are recomputed).
+    Keeps x and W for backward (not the columns: they are recomputed; schedule
+    1 keeps the zero-padded CHWN x they are recomputed from).
     """
 
     def __init__(self, stride=1, pad=0, groups=1):
@@ -396,24 +405,27 @@ class Convolution(Function):
         return (_POSITION_BLOCKS and xp is np and self.stride == 1
                 and self.pad < min(KH, KW) and _block_columns(K) is not None)
 
-    def _padded_batch(self, a, ph, pw, name):
-        """a (N, C, H, W) as CHWN zero-padded, (C, H + 2ph, W + 2pw, N), in scratch;
-        its channels split over the threads (a copy of runs of W*N values when a
-        is CHWN already)."""
+    def _padded_batch(self, a, ph, pw, name=None):
+        """a (N, C, H, W) as CHWN zero-padded, (C, H + 2ph, W + 2pw, N), in the
+        scratch array `name` (a new array without one); its channels split over
+        the threads (a copy of runs of W*N values when a is CHWN already)."""
         N, C, H, W = a.shape
-        out = _workspace(np, name, (C, H + 2 * ph, W + 2 * pw, N), a.dtype)
+        shape = (C, H + 2 * ph, W + 2 * pw, N)
+        out = np.empty(shape, a.dtype) if name is None else _workspace(np, name, shape, a.dtype)
         parallel_for(lambda c0, c1: _pad_chwn(a[:, c0:c1].transpose(1, 2, 3, 0), ph, pw,
                                               out[c0:c1]), C)
         return out
 
     @staticmethod
-    def _by_blocks(blocks, xt, KH, KW, OH, OW, K, block_fn):
+    def _by_blocks(blocks, xt, KH, KW, OH, OW, K, block_fn, ones=False):
         """result = block_fn(cols, c0, c1, result) for each block of output
         positions, the blocks split over the threads: cols is the block's
-        (K, c1 - c0) columns of xt, in scratch; result is what block_fn returned
-        for the thread's previous block (None at first). Returns each thread's
-        last result (a partial sum of dW, say: never a scratch array, as one
-        pool thread may run two ranges in turn)."""
+        (K, c1 - c0) columns of xt, in scratch, with a last row of ones below
+        them if `ones` ((K + 1, c1 - c0): the bias's row, see forward);
+        result is what block_fn returned for the thread's previous block
+        (None at first). Returns each thread's last result (a partial sum of
+        dW, say: never a scratch array, as one pool thread may run two ranges
+        in turn)."""
         N = xt.shape[3]
         win = _windows(xt, KH, KW, 1, OH, OW)
 
@@ -421,8 +433,10 @@ class Convolution(Function):
             result = None
             for r0, r1, w0, w1 in blocks[k0:k1]:
                 c0, c1 = (r0 * OW + w0) * N, ((r1 - 1) * OW + w1) * N
-                cols = _im2col_chwn(xt, KH, KW, 1, OH, OW, _workspace(
-                    np, "cols", (K, c1 - c0), xt.dtype), r0, r1, win, w0, w1)
+                cols = _workspace(np, "cols", (K + ones, c1 - c0), xt.dtype)
+                _im2col_chwn(xt, KH, KW, 1, OH, OW, cols[:K], r0, r1, win, w0, w1)
+                if ones:
+                    cols[K] = 1
                 result = block_fn(cols, c0, c1, result)
             return result
         return parallel_for(run, len(blocks))
@@ -432,14 +446,23 @@ class Convolution(Function):
         G = self.groups
         Wm = W.reshape(G, C_out // G, K // G)
         y = np.empty((C_out, P * N), x.dtype)          # CHWN (layout.py)
+        # one group: the bias as one more column of W, times a row of ones in
+        # the columns, so the GEMM adds it (no pass over y of its own)
+        ones = b is not None and G == 1
+        if ones:
+            Wm = np.concatenate([Wm[0], b[:, None]], axis=1)[None]
 
         def block(cols, c0, c1, _):                    # the GEMM writes y's columns in place
             _group_matmul(Wm, cols, y[:, c0:c1])
-            if b is not None:
+            if b is not None and not ones:
                 y[:, c0:c1] += b[:, None]
-        xt = self._padded_batch(x, self.pad, self.pad, "xt")
+        # padded x: kept for dW's columns when backward needs them (no second copy)
+        keep = len(self.needs_input_grad) > 1 and self.needs_input_grad[1]
+        xt = self._padded_batch(x, self.pad, self.pad, None if keep else "xt")
+        if keep:
+            self.xt = xt
         self._by_blocks(_position_blocks(OH, OW, N, K, get_num_threads()),
-                        xt, KH, KW, OH, OW, K, block)
+                        xt, KH, KW, OH, OW, K, block, ones)
         return y.reshape(C_out, OH, OW, N).transpose(3, 0, 1, 2)
 
     def _backward_positions(self, gy, geo, need_x, need_W, need_b):
@@ -451,27 +474,33 @@ class Convolution(Function):
         if not is_chwn(gy):                             # dy as CHWN: a view, else a copy
             gy = self._padded_batch(gy, 0, 0, "gy").transpose(3, 0, 1, 2)
         g2 = gy.transpose(1, 2, 3, 0).reshape(C_out, P * N)
+        # one group: db from dW's GEMM, as the row of ones forward gave the bias
+        ones = need_b and need_W and G == 1
         db = None
-        if need_b:                                    # its rows split over the threads
+        if need_b and not ones:                       # its rows split over the threads
             db = np.empty(C_out, gy.dtype)
             parallel_for(lambda o0, o1: np.sum(g2[o0:o1], axis=1, out=db[o0:o1]), C_out)
         dW = dx = None
         if need_W:
-            def block(cols, c0, c1, part):             # this thread's sum of dW.T
-                out = np.empty((G, Kg, Og), x.dtype) if part is None else \
-                    _workspace(np, "dW", (G, Kg, Og), x.dtype)
+            def block(cols, c0, c1, part):             # this thread's sum of dW.T (and db)
+                out = np.empty((G, Kg + ones, Og), x.dtype) if part is None else \
+                    _workspace(np, "dW", (G, Kg + ones, Og), x.dtype)
                 _group_dWT(cols, g2[:, c0:c1], out)
                 if part is None:
                     return out
                 part += out
                 return part
-            xt = self._padded_batch(x, p, p, "xt")        # columns recomputed, not kept
-            parts = [q for q in self._by_blocks(_position_blocks(OH, OW, N, K, T), xt,
-                                                KH, KW, OH, OW, K, block) if q is not None]
+            xt = self.__dict__.pop("xt", None)            # the columns are recomputed from it
+            if xt is None:
+                xt = self._padded_batch(x, p, p, "xt")
+            parts = [q for q in self._by_blocks(_position_blocks(OH, OW, N, K, T), xt, KH, KW,
+                                                OH, OW, K, block, ones) if q is not None]
             dWT = parts[0]
             for q in parts[1:]:
                 dWT += q
-            dW = np.ascontiguousarray(dWT.transpose(0, 2, 1)).reshape(W.shape)
+            if ones:
+                db = dWT[0, K].copy()
+            dW = np.ascontiguousarray(dWT[:, :Kg].transpose(0, 2, 1)).reshape(W.shape)
         if need_x:
             # dx = dy, zero-padded by KH-1-p, convolved with the flipped kernels
             # (see backward); the GEMM writes dx's columns in place
