@@ -76,6 +76,7 @@ Measured ratios against the GEMMs alone: benchmarks/bench_conv.py.
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -99,7 +100,7 @@ _local = threading.local()
 def _workspace(xp, name, shape, dtype):
     """A contiguous scratch array of `shape`: a view of one flat buffer per
     (name, dtype), grown to the largest size asked for so far."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)          # not np.prod: 30x slower on a tuple, 200 calls a layer
     if xp is not np:
         return xp.empty(shape, dtype)
     buffers = _local.__dict__.setdefault("buffers", {})
