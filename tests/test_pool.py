@@ -234,3 +234,28 @@ def test_max_pool_propagates_nan():
     y = max_pool2d(md.Tensor(x), 3, 2).data
     assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 0, 1, 1])
     assert y[0, 0, 1, 1] == x[0, 0, 2:5, 2:5].max()
+
+
+@pytest.mark.parametrize("missing", ["numba not installed", "numba broken"])
+def test_without_numba_pooling_runs_the_numpy_slicing(missing, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "numba" or (args and args[2] and "pool_kernels" in args[2]):
+            if missing == "numba not installed":
+                raise ImportError("No module named 'numba'")
+            raise RuntimeError("cannot cache function: no locator available")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setattr(pool, "_kernels", None)            # as if never loaded
+    monkeypatch.setattr(pool, "_USE_COMPILED", True)
+    if missing == "numba broken":
+        with pytest.warns(RuntimeWarning, match="compiled loops are unavailable.*MINIDL_NUMBA=0"):
+            assert pool._compiled(np) is None
+    else:
+        assert pool._compiled(np) is None
+    assert pool._kernels is False                          # asked once, remembered
+    x = distinct((1, 2, 7, 7))
+    y = max_pool2d(md.Tensor(x), 3, 2).data
+    np.testing.assert_array_equal(y, pool_loops(x, 3, 2, False, np.max))

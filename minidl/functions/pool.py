@@ -51,6 +51,7 @@ and the reference the tests hold the kernels to.
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -106,6 +107,11 @@ def _compiled(xp):
         try:
             from . import pool_kernels as _kernels
         except ImportError:             # numba missing: the NumPy slicing below
+            _kernels = False
+        except Exception as e:          # noqa: BLE001  numba there but unusable here
+            warnings.warn(f"minidl: pooling's compiled loops are unavailable ({type(e).__name__}: "
+                          f"{e}); pooling runs as NumPy slicing, slower. Reinstall numba, or "
+                          "set MINIDL_NUMBA=0 to silence this", RuntimeWarning, stacklevel=3)
             _kernels = False
     return _kernels or None
 
