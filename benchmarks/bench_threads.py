@@ -40,12 +40,14 @@ def layer_fns(batch, rng):
     for name, (c, h, o) in {"conv1": (3, 32, 32), "conv2": (32, 16, 32),
                             "conv3": (32, 8, 64)}.items():
         x = rng.standard_normal((batch, c, h, h), dtype=np.float32)
+        if name != "conv1":        # conv2, conv3 read a pooling's CHWN output
+            x = chwn((batch, c, h, h))
         W = rng.standard_normal((o, c, 5, 5), dtype=np.float32) * 0.01
 
         def conv(x=x, W=W, first=name == "conv1"):
             tx, tW = Tensor(x, requires_grad=not first), Tensor(W, requires_grad=True)
             y = F.conv2d(tx, tW, pad=2)
-            y.backward(np.ones(y.shape, np.float32))
+            y.backward(np.ones_like(y.data))        # dy laid out as y (CHWN), as in the net
         fns[name] = conv
     for name, op, shape in (("max-pool1", F.max_pool2d, (batch, 32, 32, 32)),
                             ("avg-pool2", F.avg_pool2d, (batch, 32, 16, 16))):
@@ -54,14 +56,14 @@ def layer_fns(batch, rng):
         def pool(x=x, op=op):
             t = Tensor(x, requires_grad=True)
             y = op(t, 3, 2, ceil_mode=True)
-            y.backward(np.ones(y.shape, np.float32))
+            y.backward(np.ones_like(y.data))        # laid out as y (CHWN), as the net's dy is
         fns[name] = pool
     x = chwn((batch, 32, 32, 32))
 
     def tanh(x=x):
         t = Tensor(x, requires_grad=True)
         y = F.tanh(t)
-        y.backward(np.ones(y.shape, np.float32))
+        y.backward(np.ones_like(y.data))
     fns["tanh1"] = tanh
     fns["step relu"] = minidl_step(batch, "relu")
     fns["step tanh"] = minidl_step(batch, "tanh")
