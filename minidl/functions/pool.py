@@ -106,9 +106,11 @@ def _compiled(xp):
     if _kernels is None:
         try:
             from . import pool_kernels as _kernels
-        except ImportError:             # numba missing: the NumPy slicing below
+        except ModuleNotFoundError as e:        # numba not installed: the NumPy slicing below
+            if e.name != "numba":
+                raise
             _kernels = False
-        except Exception as e:          # noqa: BLE001  numba there but unusable here
+        except Exception as e:          # noqa: BLE001  numba there but unusable (its NumPy too new, ...)
             warnings.warn(f"minidl: pooling's compiled loops are unavailable ({type(e).__name__}: "
                           f"{e}); pooling runs as NumPy slicing, slower. Reinstall numba, or "
                           "set MINIDL_NUMBA=0 to silence this", RuntimeWarning, stacklevel=3)
