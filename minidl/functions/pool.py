@@ -110,7 +110,7 @@ def _compiled(xp):
             if e.name != "numba":
                 raise
             _kernels = False
-        except Exception as e:          # noqa: BLE001  numba there but unusable (its NumPy too new, ...)
+        except Exception as e:          # noqa: BLE001  numba there but unusable (NumPy too new...)
             warnings.warn(f"minidl: pooling's compiled loops are unavailable ({type(e).__name__}: "
                           f"{e}); pooling runs as NumPy slicing, slower. Reinstall numba, or "
                           "set MINIDL_NUMBA=0 to silence this", RuntimeWarning, stacklevel=3)
