@@ -45,7 +45,8 @@ if "--threads" in sys.argv:  # BLAS reads its thread count once, when numpy load
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import median_time, report  # noqa: E402
+from benchmarks.common import as_chwn, report  # noqa: E402
+from benchmarks.common import interleaved as common_interleaved  # noqa: E402
 import minidl  # noqa: E402
 from minidl.functions import conv as conv_module  # noqa: E402
 from minidl.functions.conv import Convolution  # noqa: E402
@@ -72,11 +73,6 @@ CIFAR = [
 CHWN_INPUT = {"cifar2", "cifar3"}
 
 
-def _chwn(a):
-    """a (N, C, H, W) stored as CHWN (layout.py), as a conv or pooling hands it on."""
-    return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
-
-
 def make_inputs(spec, N, rng):
     """x, W, b and dy, x and dy laid out as the layer meets them in its net (dy:
     as the layer lays out its output)."""
@@ -88,9 +84,9 @@ def make_inputs(spec, N, rng):
     b = rng.standard_normal(C_out, dtype=f32)
     gy = rng.standard_normal((N, C_out, OH, OW), dtype=f32)
     if name in CHWN_INPUT:
-        x = _chwn(x)
+        x = as_chwn(x)
     if is_chwn(Convolution(s, p, G).forward(x, W, b)):       # one forward to see
-        gy = _chwn(gy)
+        gy = as_chwn(gy)
     return x, W, b, gy
 
 
@@ -178,13 +174,9 @@ CPU_TIME = False  # --cpu-time: time.process_time instead of wall time
 
 
 def interleaved(fns, repeat):
-    """Median time of each fn, the samples taken in turns (ours, gemm, torch, ours, ...)
-    so that a burst of load from other processes hits all of them alike."""
-    for fn in fns:
-        fn()  # warm-up: workspaces, page faults, BLAS threads
-    samples = [[cpu_time(fn) if CPU_TIME else median_time(fn, repeat=1, warmup=0)
-                for fn in fns] for _ in range(repeat)]
-    return [float(np.median(col)) for col in zip(*samples)]
+    """common.interleaved, each sample the CPU time under --cpu-time (the order:
+    ours, gemm, torch, ours, ...)."""
+    return common_interleaved(fns, repeat, cpu_time if CPU_TIME else None)
 
 
 def cpu_time(fn):

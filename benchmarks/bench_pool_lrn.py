@@ -29,7 +29,7 @@ import minidl as md
 from minidl.functions import avg_pool2d, conv2d, local_response_norm, max_pool2d
 from minidl.functions import pool
 
-from .common import median_time, report
+from .common import as_chwn, interleaved, median_time, report
 
 try:
     import torch
@@ -59,20 +59,7 @@ CIFAR = [
 
 def laid_out(a, layout):
     """a (N, C, H, W) in memory as `layout`: "nchw", or "chwn" (a (C, H, W, N) array's view)."""
-    if layout == "chwn":
-        return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
-    return np.ascontiguousarray(a)
-
-
-def interleaved_times(fns, repeat):
-    """Median seconds per call of each fn, one sample of each in turn (after a warm-up)."""
-    for fn in fns:
-        fn()
-    samples = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, out in zip(fns, samples):
-            out.append(median_time(fn, repeat=1, warmup=0, min_time=0.05))
-    return [float(np.median(s)) for s in samples]
+    return as_chwn(a) if layout == "chwn" else np.ascontiguousarray(a)
 
 
 def with_compiled(flag, fn):
@@ -144,8 +131,9 @@ def bench(cases, batch, rows, rng):
         if op == "lrn" or pool._compiled(np) is None:
             ours = median_time(run, repeat=repeat, min_time=0.05)
         else:
-            ours, slicing = interleaved_times([with_compiled(True, run),
-                                               with_compiled(False, run)], repeat)
+            ours, slicing = interleaved(
+                [with_compiled(True, run), with_compiled(False, run)], repeat,
+                lambda fn: median_time(fn, repeat=1, warmup=0, min_time=0.05))
         if conv not in convs:
             convs[conv] = conv_reference(batch, conv, rng)
         conv_s, conv_kind = convs[conv]

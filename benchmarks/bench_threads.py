@@ -25,7 +25,7 @@ from minidl import Tensor, functions as F
 from minidl import parallel
 
 from .bench_cifar import minidl_step
-from .common import report
+from .common import as_chwn, report
 
 WARMUP = 2
 
@@ -33,9 +33,7 @@ WARMUP = 2
 def layer_fns(batch, rng):
     """forward+backward of each layer of the CIFAR net, on inputs laid out as in the net."""
     def chwn(shape):            # a conv's output as the net hands it on (layout.py)
-        n, c, h, w = shape
-        return np.ascontiguousarray(rng.standard_normal((c, h, w, n), dtype=np.float32)
-                                    ).transpose(3, 0, 1, 2)
+        return as_chwn(rng.standard_normal(shape, dtype=np.float32))
     fns = {}
     for name, (c, h, o) in {"conv1": (3, 32, 32), "conv2": (32, 16, 32),
                             "conv3": (32, 8, 64)}.items():

@@ -38,6 +38,23 @@ def median_time(fn, repeat=5, warmup=1, min_time=0.0):
     return float(np.median(samples))
 
 
+def interleaved(fns, repeat, sample=None):
+    """Median seconds of each fn, one sample of each in turn (fn0, fn1, ..., fn0,
+    ...) after one warm-up call each, so that a burst of load from other
+    processes hits all of them alike. sample(fn) takes one sample (default:
+    the wall time of one call)."""
+    sample = sample or (lambda fn: median_time(fn, repeat=1, warmup=0))
+    for fn in fns:
+        fn()  # warm-up: workspaces, page faults, BLAS threads, compiled kernels
+    samples = [[sample(fn) for fn in fns] for _ in range(repeat)]
+    return [float(np.median(col)) for col in zip(*samples)]
+
+
+def as_chwn(a):
+    """a (N, C, H, W) stored as CHWN, as a convolution hands it on (minidl/functions/layout.py)."""
+    return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+
+
 def machine():
     return {"python": platform.python_version(), "numpy": np.__version__,
             "machine": platform.machine(), "cpus": os.cpu_count(),

@@ -1,6 +1,5 @@
 """The training-step benchmark measures what it says: the same net in PyTorch,
 and a per-op timer that leaves minidl as it found it."""
-import numpy as np
 import pytest
 
 from benchmarks.bench_alexnet import OpTimer, peak_rss_bytes, torch_net
