@@ -82,18 +82,23 @@ def _ints(text):
 
 
 def cmd_train(args):
+    from .distributed import world
     from .imagenet_train import Recipe, train_imagenet
     recipe = Recipe(batch_size=args.batch, lr=args.lr, epochs=args.epochs, schedule=args.schedule,
                     patience=args.patience, seed=args.seed)
-    history = train_imagenet(args.data, args.out, recipe, columns=args.columns,
-                             devices=args.devices, input_size=args.input_size,
-                             conv_channels=_ints(args.conv_channels), fc_features=args.fc_features,
-                             weight_std=args.weight_std,
-                             resume=args.resume, workers=args.workers,
-                             eval_batch_size=args.eval_batch,
-                             checkpoint_minutes=args.checkpoint_minutes,
-                             checkpoint_steps=args.checkpoint_steps,
-                             progress=not args.no_progress)
+    comm = world()                  # under mpiexec: one of several processes
+    with comm.abort_on_error("alexnet train"):
+        history = train_imagenet(args.data, args.out, recipe, columns=args.columns,
+                                 devices=args.devices, input_size=args.input_size,
+                                 conv_channels=_ints(args.conv_channels),
+                                 fc_features=args.fc_features, weight_std=args.weight_std,
+                                 resume=args.resume, workers=args.workers,
+                                 eval_batch_size=args.eval_batch,
+                                 checkpoint_minutes=args.checkpoint_minutes,
+                                 checkpoint_steps=args.checkpoint_steps,
+                                 progress=not args.no_progress)
+    if not comm.is_root:
+        return 0
     if history:
         last = history[-1]
         print(f"epoch {last['epoch']}: train loss {last['train_loss']:.4f}, val top-1 "

@@ -37,6 +37,7 @@ from minidl.backend import get_device
 
 from .data.loader import Loader
 from .data.prepare import open_split
+from .distributed import world
 from .evaluate import evaluate, evaluate_split
 from .figures import plot_training
 from .model import AlexNet, AlexNetConfig
@@ -182,7 +183,8 @@ class _PlottingTrainer(Trainer):
 
     def _end_epoch(self):
         record = super()._end_epoch()
-        plot_training(self.state.history, self.out / "training.png", title=self.cfg.run_name)
+        if self.comm.is_root:
+            plot_training(self.state.history, self.out / "training.png", title=self.cfg.run_name)
         return record
 
 
@@ -217,6 +219,10 @@ def train_imagenet(cache, out="runs/alexnet", recipe: Recipe = None, columns=2, 
     resume:      continue the run in `out` (which must then have the same model, recipe
                  and cache); without it an existing checkpoint is an error.
     workers:     loader processes (each of the two loaders has this many).
+
+    Under an MPI launcher (`mpiexec -n R`), R processes train this one run, each
+    on a share of every batch (alexnet.distributed); they must be given the same
+    arguments, and `devices` names the first process's devices on each machine.
     """
     recipe = recipe or Recipe()
     recipe.check()
@@ -230,24 +236,32 @@ def train_imagenet(cache, out="runs/alexnet", recipe: Recipe = None, columns=2, 
     if input_size > train_split.images.shape[1]:
         raise ValueError(f"input_size {input_size} is larger than the cache's images "
                          f"({train_split.images.shape[1]}); prepare with a larger --size")
-    devices = parse_devices(devices, cfg.columns)
+    comm = world()
+    devices = comm.local_devices(parse_devices(devices, cfg.columns))
     meta = {"kind": RECIPE_KIND, "model": asdict(cfg), "recipe": asdict(recipe),
             "data": cache_identity(cache), "cache": str(Path(cache).resolve()),
             "wnids": list(train_split.wnids), "words": list(train_split.words or []),
             "mean": np.asarray(train_split.mean, np.float32), "devices": devices}
 
+    comm.agree("model, recipe or cache", {**_run_identity(meta), "resume": resume,
+                                           "epochs": recipe.epochs})
+    comm.check_batch(recipe.batch_size)
+
     ckpt = out / CHECKPOINT
-    if ckpt.exists() and not resume:
-        raise ValueError(f"{out} already holds a run ({ckpt}); pass --resume to continue it, "
-                         "or choose another --out")
-    if resume and not ckpt.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint in {out}")
-    if resume:
-        saved = serialize.load(ckpt)["meta"]
-        if saved.get("kind") != RECIPE_KIND or _run_identity(saved) != _run_identity(meta):
-            raise ValueError(f"{out} holds a run with another model, recipe or cache; --resume "
-                             f"continues the identical run only.\n  saved: {_run_identity(saved)}"
-                             f"\n  now:   {_run_identity(meta)}")
+
+    def check_out():
+        if ckpt.exists() and not resume:
+            raise ValueError(f"{out} already holds a run ({ckpt}); pass --resume to continue "
+                             "it, or choose another --out")
+        if resume and not ckpt.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint in {out}")
+        if resume:
+            saved = serialize.load(ckpt)["meta"]
+            if saved.get("kind") != RECIPE_KIND or _run_identity(saved) != _run_identity(meta):
+                raise ValueError(f"{out} holds a run with another model, recipe or cache; "
+                                 f"--resume continues the identical run only.\n  saved: "
+                                 f"{_run_identity(saved)}\n  now:   {_run_identity(meta)}")
+    comm.root_check(check_out)      # rank 0 reads and writes the run folder
 
     minidl.random.manual_seed(recipe.seed)                   # dropout masks
     model = AlexNet(cfg, devices=devices, seed=recipe.seed)  # Sec 5's init
@@ -255,24 +269,26 @@ def train_imagenet(cache, out="runs/alexnet", recipe: Recipe = None, columns=2, 
                     weight_decay=recipe.weight_decay)
     schedule = _schedule(recipe, opt)
     train = Loader(train_split, recipe.batch_size, train=True, crop=input_size, seed=recipe.seed,
-                   workers=workers, color_std=recipe.color_std)
+                   workers=workers, color_std=recipe.color_std, shard=comm.shard)
     val = Loader(val_split, eval_batch_size or recipe.batch_size, train=False, crop=input_size,
-                 workers=workers, mean=train_split.mean)
+                 workers=workers, mean=train_split.mean, shard=comm.shard)
 
     def on_val(m):
-        r = evaluate(m, val.epoch(0), progress=progress, desc="val (centre patch)",
-                     total=len(val))
+        r = comm.combine_means(evaluate(m, val.epoch(0), progress=progress and comm.is_root,
+                                        desc="val (centre patch)", total=len(val)))
         return {"val_loss": r["loss"], "val_top1": r["top1"], "val_top5": r["top5"]}
 
     trainer = _PlottingTrainer(
         model, opt, train, out,
         TrainConfig(max_epochs=recipe.epochs, checkpoint_minutes=checkpoint_minutes,
                     checkpoint_steps=checkpoint_steps, progress=progress, run_name="alexnet"),
-        evaluate=on_val, schedule=schedule, schedule_metric="val_top1", extra_meta=meta)
-    out.mkdir(parents=True, exist_ok=True)
-    run_info = {k: v for k, v in meta.items() if k != "mean"}
-    (out / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
-    if resume:
+        evaluate=on_val, schedule=schedule, schedule_metric="val_top1", extra_meta=meta,
+        comm=comm)
+    if comm.is_root:
+        out.mkdir(parents=True, exist_ok=True)
+        run_info = {k: v for k, v in meta.items() if k != "mean"}
+        (out / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
+    if resume and comm.is_root:         # the others get its state in fit()
         trainer.resume()
     try:
         return trainer.fit()

@@ -34,6 +34,7 @@ import minidl
 from minidl import Tensor, functions as F, serialize
 from minidl.backend import get_device, to_numpy
 
+from .distributed import Communicator
 from .evaluate import topk_errors
 
 CHECKPOINT = "checkpoint.npz"
@@ -104,11 +105,14 @@ class Trainer:
         schedule_metric: the key of the evaluate() dict the schedule watches.
         stop: optional ``stop(history) -> bool`` checked after each epoch
             (Figure 1 stops at 25% training error).
+        comm: an `alexnet.distributed` communicator when several processes train one
+            model (`batches` then yields this process's share of each batch); the
+            default is one process.
     """
 
     def __init__(self, model, optimizer, batches: Batches, out_dir, config: TrainConfig = None,
                  evaluate: Callable = None, schedule=None, schedule_metric="val_top1",
-                 stop: Callable = None, extra_meta: dict = None):
+                 stop: Callable = None, extra_meta: dict = None, comm: Communicator = None):
         self.model, self.optimizer, self.batches = model, optimizer, batches
         self.out = Path(out_dir)
         self.cfg = config or TrainConfig()
@@ -118,18 +122,18 @@ class Trainer:
         self.state = TrainState()
         self.device = get_device(input_device(model))
         self._last_save = time.monotonic()
+        self.comm = comm or Communicator()
+        self.comm.share_dropout(model)
+        self.show = self.cfg.progress and self.comm.is_root     # bars and logs: rank 0's
 
     # --- checkpoints -------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
         return self.out / CHECKPOINT
 
-    def save(self):
-        """Write the whole training state atomically (never a diverged one)."""
-        for name, p in self.model.named_parameters():
-            if not np.all(np.isfinite(to_numpy(p.data))):
-                raise TrainingDiverged(f"refusing to checkpoint: parameter {name} is not finite")
-        state = {
+    def state_dict(self) -> dict:
+        """The whole training state: what a checkpoint holds."""
+        return {
             "model": dict(self.model.state_dict()),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict() if self.schedule is not None else None,
@@ -138,21 +142,31 @@ class Trainer:
             "config": asdict(self.cfg),
             "meta": self.extra_meta,
         }
-        serialize.save(self.checkpoint_path, state)
+
+    def save(self):
+        """Write the whole training state atomically (never a diverged one); rank 0 only."""
+        for name, p in self.model.named_parameters():
+            if not np.all(np.isfinite(to_numpy(p.data))):
+                raise TrainingDiverged(f"refusing to checkpoint: parameter {name} is not finite")
+        if self.comm.is_root:
+            serialize.save(self.checkpoint_path, self.state_dict())
         self._last_save = time.monotonic()
 
     def resume(self) -> bool:
         """Load checkpoint.npz from out_dir if there is one; True if it did."""
         if not self.checkpoint_path.exists():
             return False
-        state = serialize.load(self.checkpoint_path)
+        self.load_state_dict(serialize.load(self.checkpoint_path))
+        return True
+
+    def load_state_dict(self, state):
+        """Continue from a `state_dict()` (a checkpoint's, or rank 0's)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.schedule is not None and state.get("schedule") is not None:
             self.schedule.load_state_dict(state["schedule"])
         minidl.random.set_state(state["rng"])
         self.state = TrainState(**state["train"])
-        return True
 
     # --- the loop ----------------------------------------------------------------
     def fit(self) -> list:
@@ -160,16 +174,17 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.device.kind == "cpu":
             minidl.keep_freed_memory()    # each step's arrays reuse the last one's pages
+        self.comm.synchronize(self)       # every rank starts from rank 0's state
         s, cfg = self.state, self.cfg
         epochs = tqdm(total=cfg.max_epochs, initial=s.epoch, desc=cfg.run_name, unit="epoch",
-                      disable=not cfg.progress, position=cfg.bar_position)
+                      disable=not self.show, position=cfg.bar_position)
         try:
             while not s.finished and s.epoch < cfg.max_epochs:
                 self._train_epoch()
                 record = self._end_epoch()
                 epochs.update(1)
                 epochs.set_postfix_str(_short(record))
-                if not cfg.progress:
+                if not cfg.progress and self.comm.is_root:
                     print(f"[{cfg.run_name}] epoch {record['epoch']}: {_short(record)}", flush=True)
         finally:
             epochs.close()
@@ -182,23 +197,24 @@ class Trainer:
             self.schedule.set_epoch(s.epoch)
         n = len(self.batches)
         bar = tqdm(total=n, initial=s.batch, desc=f"epoch {s.epoch + 1}", unit="batch",
-                   leave=False, disable=not cfg.progress,
+                   leave=False, disable=not self.show,
                    position=cfg.bar_position + 1)
         t0 = time.perf_counter()
         for x, y in self.batches.epoch(s.epoch, s.batch):
             logits = model(Tensor(x, device=self.device))              # forward
             loss = F.softmax_cross_entropy(logits, y)                  # mean over the batch
-            value = loss.item()
+            errors = topk_errors(to_numpy(logits.data), y, cfg.topk)
+            value, errors, n = self.comm.batch_totals(loss.item(), errors, len(y))  # all ranks'
             self._check_finite(value)
             self.optimizer.zero_grad()
             loss.backward()                                            # backward
+            self.comm.allreduce_gradients(self.optimizer.params)       # mean over all ranks
             self.optimizer.step()                                      # v <- 0.9v - ...; w += v
 
-            errors = topk_errors(to_numpy(logits.data), y, cfg.topk)   # log
-            s.loss_sum += value * len(y)
+            s.loss_sum += value * n                                    # log
             for k, e in errors.items():
                 s.error_sums[str(k)] = s.error_sums.get(str(k), 0) + int(e)
-            s.seen += len(y)
+            s.seen += n
             s.batch += 1
             s.step += 1
             bar.update(1)
@@ -257,6 +273,8 @@ class Trainer:
 
     def _write_metrics(self):
         """metrics.jsonl: one line per finished epoch, rewritten from the checkpointed history."""
+        if not self.comm.is_root:
+            return
         path = self.out / METRICS
         tmp = path.with_suffix(".jsonl.tmp")
         with open(tmp, "w") as f:

@@ -134,25 +134,29 @@ def mean_chw(mean):
 
 
 def train_batch(images, rows, size, rng, mean=None, eigvecs=None, eigvals=None, std=0.1,
-                scale=255.0, out=None, mean_t=None):
+                scale=255.0, out=None, mean_t=None, part=slice(None)):
     """A training batch: random patch + reflection, minus the mean patch, plus PCA colour.
 
     images: (M, 256, 256, 3) uint8 (the cache, memory-mapped); rows (N,): which images.
     mean: (256, 256, 3) mean image or None; eigvecs/eigvals: the RGB PCA or None (no
     colour noise); std: of the alphas. out: optional (N, 3, size, size) float32 to fill.
     mean_t: `mean_chw(mean)` if the caller keeps it (saves a transpose per batch).
+    part: build only the images rows[part] (one process's share of a batch, see
+    alexnet.distributed); the draws are still those of the whole batch, so the
+    shares of several processes put together are the batch of one.
     Returns out: float32 (N, 3, size, size), equal to
     to_nchw(pca_color_noise(subtract_mean(*random_crop_flip(images[rows], size, rng)), ...)).
     """
     n = len(rows)
-    out = np.empty((n, 3, size, size), np.float32) if out is None else out
     ys, xs, flips = crop_offsets(n, images.shape[1], size, rng)
     shifts = None
     if eigvecs is not None:
         shifts = pca_shifts(rng.normal(0.0, std, (n, 3)), eigvecs, eigvals, scale).astype(np.float32)
     mean_t = mean_chw(mean) if mean_t is None else mean_t
-    for i, r in enumerate(rows):
-        _patch_into(out[i], images[r], mean_t, ys[i], xs[i], flips[i], size,
+    keep = range(n)[part]
+    out = np.empty((len(keep), 3, size, size), np.float32) if out is None else out
+    for j, i in enumerate(keep):
+        _patch_into(out[j], images[rows[i]], mean_t, ys[i], xs[i], flips[i], size,
                     None if shifts is None else shifts[i])
     return out
 

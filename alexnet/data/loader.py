@@ -16,6 +16,12 @@ batch's crops, flips and colour alphas from (seed, epoch, batch index). Which
 worker builds a batch, how many workers there are, and where a run was resumed
 change nothing.
 
+Shares (data parallelism, alexnet.distributed): `shard=(r, R)` yields only images
+[r*B/R, (r+1)*B/R) of every batch; the random draws are made for the whole batch
+and depend on an image's position in it, never on r, so the R shares put together
+are exactly the batch of `shard=(0, 1)`. A share that would be empty (the short
+last batch of an evaluation) is skipped.
+
 Workers write each batch into one of `prefetch` slots of shared memory
 (multiprocessing RawArray: anonymous, so nothing can leak even after SIGKILL)
 and send back only the slot number. Without copy=True, the yielded arrays are
@@ -51,6 +57,7 @@ class _Recipe:
     color_std: float
     ten: bool
     drop_last: bool
+    shard: tuple = (0, 1)    # (index, count): this process's share of every batch
 
     def __post_init__(self):
         self._order = (None, None)
@@ -68,20 +75,28 @@ class _Recipe:
             self._order = (epoch, rows)
         return self._order[1]
 
+    @property
+    def share_size(self):
+        """The most images a share of one batch can hold."""
+        return -(-self.batch_size // self.shard[1])
+
     def x_shape(self, n):
         s = (n, 3, self.crop, self.crop)
         return s[:1] + (10,) + s[1:] if self.ten else s
 
     def make(self, epoch, b, x=None, y=None):
-        """Batch b of `epoch` into x, y (allocated if None). Returns (x, y) cut to its size."""
-        rows = self.order(epoch)[b * self.batch_size:(b + 1) * self.batch_size]
+        """This process's share of batch b of `epoch` into x, y (allocated if None).
+        Returns (x, y) cut to its size."""
+        batch = self.order(epoch)[b * self.batch_size:(b + 1) * self.batch_size]
+        part = share(len(batch), *self.shard)
+        rows = batch[part]
         n = len(rows)
         x = np.empty(self.x_shape(n), np.float32) if x is None else x[:n]
         images = self.split.images
-        if self.train:
+        if self.train:   # the draws of the whole batch; this share keeps its rows'
             rng = np.random.default_rng([self.seed, epoch, 1, b])
-            train_batch(images, rows, self.crop, rng, None, self.eigvecs, self.eigvals,
-                        self.color_std, out=x, mean_t=self.mean_t)
+            train_batch(images, batch, self.crop, rng, None, self.eigvecs, self.eigvals,
+                        self.color_std, out=x, mean_t=self.mean_t, part=part)
         else:
             eval_batch(images, rows, self.crop, None, self.ten, out=x, mean_t=self.mean_t)
         y_rows = self.split.labels[rows]
@@ -93,16 +108,22 @@ class _Recipe:
         return x, y
 
 
+def share(n, index, count):
+    """The slice of a batch of n images that share `index` of `count` holds:
+    [index*n//count, (index+1)*n//count), so equal shares when count divides n."""
+    return slice(index * n // count, (index + 1) * n // count)
+
+
 def _slot_views(buffer, recipe):
     """The (x, y) arrays of one shared slot: y first, so both are aligned."""
-    b = recipe.batch_size
+    b = recipe.share_size
     y = np.frombuffer(buffer, np.int64, b)
     x = np.frombuffer(buffer, np.float32, int(np.prod(recipe.x_shape(b))), offset=8 * b)
     return x.reshape(recipe.x_shape(b)), y
 
 
 def _slot_bytes(recipe):
-    return 8 * recipe.batch_size + 4 * int(np.prod(recipe.x_shape(recipe.batch_size)))
+    return 8 * recipe.share_size + 4 * int(np.prod(recipe.x_shape(recipe.share_size)))
 
 
 def _worker(recipe, buffers, tasks, results):
@@ -163,12 +184,14 @@ class Loader:
     pca:        (eigvecs, eigvals); default the split's; False: no colour noise.
     color_std:  std of the alphas (0.1 in the paper).
     copy:       yield copies instead of views of the shared slots.
+    shard:      (index, count): yield only this process's share of every batch
+                (alexnet.distributed; see the module docstring).
     context:    multiprocessing start method (default: forkserver on Linux).
     """
 
     def __init__(self, split, batch_size, train=True, crop=227, seed=0, workers=2, prefetch=4,
                  mean=None, pca=None, color_std=0.1, ten=False, drop_last=None, copy=False,
-                 context=None):
+                 context=None, shard=(0, 1)):
         if not isinstance(split, CacheSplit):
             raise TypeError(f"Loader wants a CacheSplit (open_split(cache, 'train')), got {type(split).__name__}")
         full = split.images.shape[1]
@@ -181,7 +204,10 @@ class Loader:
         self.recipe = _Recipe(split, int(batch_size), bool(train), int(crop), int(seed), mean_chw(mean),
                               None if eigvecs is None else np.asarray(eigvecs, np.float64),
                               None if eigvals is None else np.asarray(eigvals, np.float64),
-                              float(color_std), bool(ten), bool(train) if drop_last is None else bool(drop_last))
+                              float(color_std), bool(ten), bool(train) if drop_last is None else bool(drop_last),
+                              (int(shard[0]), int(shard[1])))
+        if not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
         if len(self.recipe) == 0:
             raise ValueError(f"{len(split)} images make no batch of {batch_size} (drop_last={self.recipe.drop_last})")
         self.workers, self.prefetch = int(workers), max(1, int(prefetch))
@@ -219,7 +245,8 @@ class Loader:
             for b in range(first, len(self)):
                 x, y = self.recipe.make(epoch, b)
                 self._batch = b + 1
-                yield x, y
+                if len(y):                     # an empty share (see the module docstring)
+                    yield x, y
         else:
             yield from self._from_workers(epoch, first)
         self._epoch, self._batch = epoch + 1, 0
@@ -296,8 +323,9 @@ class Loader:
             x, y = self._views[slot]
             x, y = x[:n], y[:n]
             self._batch = b + 1
-            yield (x.copy(), y.copy()) if self.copy else (x, y)
-            check()  # the slot may belong to a newer iteration by now
+            if n:                              # an empty share (see the module docstring)
+                yield (x.copy(), y.copy()) if self.copy else (x, y)
+                check()  # the slot may belong to a newer iteration by now
             free.append(slot)
             submit()
 

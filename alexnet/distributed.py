@@ -1,0 +1,434 @@
+"""Data parallelism: one model trained by R processes, MPI between them, NCCL between GPUs.
+
+    python -m alexnet train --data CACHE ...                  # one process (nothing changes)
+    mpiexec -n 2 python -m alexnet train --data CACHE ...     # the same run, 2 x 64 images a step
+
+The paper trained one model on the two GPUs of one machine, split by kernels
+(Section 3.2). Past one machine the next step of this net's lineage splits by
+*images* (Krizhevsky 2014, "One weird trick"): R processes ("ranks"), each with
+the whole model (both columns, on its own --devices), each given a disjoint share
+of every global batch of B = 128 images (Section 5). One step:
+
+    rank r: images [r*B/R, (r+1)*B/R) of the batch  (the loader's `shard=(r, R)`)
+    forward, loss = mean over its B/R images, backward     -> g_r
+    Allreduce(sum) of the g_r, in a few large flat buckets  -> sum_r g_r
+    times 1/R                                               -> the gradient of the
+                                                               mean over all B images
+    the same SGD step on every rank                         -> the same weights everywhere
+
+Every random draw depends on an image's place in the global batch, never on the
+rank: crops, flips and colour noise are drawn for the whole batch from (seed,
+epoch, batch) and each rank keeps its rows (alexnet.data.loader); dropout masks
+are drawn for the whole batch from minidl's common generator and each rank keeps
+its rows (`BatchShareGenerator`). So R ranks compute the single-process run up
+to the order of floating-point sums (tests/test_distributed.py checks 1e-12 in
+float64), and the generator's state is the same on every rank and for every R.
+
+What must agree is checked, and a disagreement is an error on every rank (no
+hang): the model, recipe and cache (`agree`), a global batch R divides
+(`check_batch`); rank 0's weights, momenta, schedule, generator and position are
+broadcast at the start (`synchronize`: a fresh run and a resumed one alike).
+Metrics, progress bars and checkpoints come from rank 0 only; a checkpoint holds
+nothing rank-specific, so a run can resume on another R that divides B.
+Any other error on one rank aborts the whole job (`abort_on_error`), and a rank
+that dies is noticed by the launcher, which stops the others (mpiexec does so
+by itself; Slurm: `srun --kill-on-bad-exit=1`). The last checkpoint is kept.
+
+Between GPUs the buckets are summed by NCCL (`cupy.cuda.nccl`, its unique id sent
+with MPI), on the device, never through the host: one NCCL communicator per
+column device, linking that column on every rank.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+
+import numpy as np
+
+import minidl
+from minidl import nn, serialize
+from minidl.backend import get_device
+
+# Set by the launchers in every process they start: MPICH's and Intel MPI's mpiexec
+# (and srun --mpi=pmi2), Open MPI's mpirun, PMIx launchers (srun --mpi=pmix).
+LAUNCHER_ENV = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
+BUCKET_BYTES = 64 << 20     # gradients are summed in buffers of at most 64 MiB
+
+
+class RunMismatch(ValueError):
+    """The ranks cannot train one model together; raised on every rank at once."""
+
+
+class Communicator:
+    """One process on its own: every call does nothing (today's single-process run)."""
+
+    rank, size, local_rank, local_size = 0, 1, 0, 1
+
+    @property
+    def is_root(self) -> bool:
+        """Rank 0: the one that logs, draws progress bars and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def shard(self) -> tuple:
+        """(index, count) of this rank's share of every batch (the Loader's `shard`)."""
+        return self.rank, self.size
+
+    def check_batch(self, batch_size):
+        """Raise on every rank unless R divides the global batch."""
+
+    def agree(self, what, value):
+        """Raise on every rank unless every rank has the same `value` (JSON-able)."""
+
+    def root_check(self, check):
+        """Run `check()` (which raises on a bad setup) on rank 0; its error on every rank."""
+        check()
+
+    def local_devices(self, devices):
+        """The devices this rank runs its columns on (see MPICommunicator)."""
+        return devices
+
+    def synchronize(self, trainer):
+        """Give every rank rank 0's whole training state (`Trainer.state_dict`)."""
+
+    def share_dropout(self, model):
+        """Make the model's dropout draw masks for the global batch (see the module doc)."""
+
+    def allreduce_gradients(self, params):
+        """Replace each parameter's .grad by the mean over the ranks."""
+
+    def batch_totals(self, value, errors: dict, n: int):
+        """(mean loss, {k: errors}, images) of the global batch from this rank's share."""
+        return value, errors, n
+
+    def combine_means(self, result: dict) -> dict:
+        """An `evaluate` result {"loss", "top1", ..., "n"} of this rank's share -> all ranks'."""
+        return result
+
+    @contextlib.contextmanager
+    def abort_on_error(self, prog="alexnet"):
+        """An error raised on one rank only would leave the others waiting: abort them."""
+        yield
+
+
+class MPICommunicator(Communicator):
+    """R > 1 processes started by an MPI launcher (`world()` makes it).
+
+    comm: an mpi4py communicator (MPI.COMM_WORLD); bucket_bytes: the most bytes
+    summed by one Allreduce.
+    """
+
+    def __init__(self, comm, bucket_bytes=BUCKET_BYTES):
+        from mpi4py import MPI
+        self.MPI, self.comm = MPI, comm
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED)          # the ranks on this machine
+        self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
+        node.Free()
+        self.bucket_bytes = int(bucket_bytes)
+        self._buckets = None
+        self._nccl = None
+
+    # ------------------------------------------------------------------ raw traffic
+    def sum(self, values):
+        """Element-wise sum over the ranks of a NumPy array (a new array)."""
+        out = np.array(values, dtype=np.float64)
+        self.comm.Allreduce(self.MPI.IN_PLACE, out, op=self.MPI.SUM)
+        return out
+
+    def broadcast_text(self, text):
+        """Rank 0's string on every rank (sent as UTF-8 bytes: nothing is unpickled)."""
+        data = np.frombuffer(text.encode(), np.uint8) if self.is_root else None
+        size = np.array([0 if data is None else data.size], np.int64)
+        self.comm.Bcast(size, root=0)
+        buf = data.copy() if self.is_root else np.empty(int(size[0]), np.uint8)
+        self.comm.Bcast(buf, root=0)
+        return buf.tobytes().decode()
+
+    def gather_text(self, text):
+        """Every rank's string, in rank order, on every rank."""
+        data = np.frombuffer(text.encode(), np.uint8)
+        sizes = np.empty(self.size, np.int64)
+        self.comm.Allgather(np.array([data.size], np.int64), sizes)
+        out = np.empty(int(sizes.sum()), np.uint8)
+        self.comm.Allgatherv(data, [out, sizes.tolist()])
+        ends = np.cumsum(sizes)
+        return [out[e - s:e].tobytes().decode() for s, e in zip(sizes, ends)]
+
+    def broadcast_tree(self, tree):
+        """Rank 0's nested dict/list of arrays and JSON values on every rank
+        (the structure `minidl.serialize` stores; arrays sent as raw buffers)."""
+        arrays = {}
+        if self.is_root:
+            skeleton = serialize._split(tree, "", arrays)
+            specs = {k: [a.dtype.str, list(a.shape)] for k, a in arrays.items()}
+            header = json.dumps({"tree": skeleton, "arrays": specs})
+        header = json.loads(self.broadcast_text(header if self.is_root else ""))
+        for key in sorted(header["arrays"]):
+            dtype, shape = header["arrays"][key]
+            a = np.ascontiguousarray(arrays[key]) if self.is_root else np.empty(shape, dtype)
+            self.comm.Bcast(a, root=0)
+            arrays[key] = a
+        return serialize._join(header["tree"], arrays)
+
+    # ------------------------------------------------------------------ agreement
+    def _raise_together(self, message):
+        """`message` (None: all is well) from any rank -> RunMismatch on every rank."""
+        messages = [json.loads(m) for m in self.gather_text(json.dumps(message))]
+        bad = [(r, m) for r, m in enumerate(messages) if m]
+        if bad:
+            raise RunMismatch("; ".join(f"rank {r}: {m}" if len(bad) > 1 else m for r, m in bad))
+
+    def check_batch(self, batch_size):
+        self._raise_together(None if batch_size % self.size == 0 else (
+            f"the global batch of {batch_size} images cannot be shared by {self.size} "
+            f"processes (each must get the same number); start a number of processes "
+            f"that divides it (e.g. {_divisors(batch_size)}), or change --batch"))
+
+    def agree(self, what, value):
+        texts = self.gather_text(json.dumps(value, sort_keys=True, default=str))
+        ours = json.loads(texts[0])
+        for r, text in enumerate(texts[1:], 1):
+            if text != texts[0]:
+                diff = _differences(ours, json.loads(text), f"rank {r}")
+                raise RunMismatch(
+                    f"rank {r} of {self.size} was given another {what} than rank 0: "
+                    f"{'; '.join(diff[:5])}. Every process must be started with the same "
+                    f"arguments and read the same data (a copy of one cache on every machine).")
+
+    def root_check(self, check):
+        message = None
+        if self.is_root:
+            try:
+                check()
+            except (ValueError, FileNotFoundError) as e:
+                message = str(e)
+        message = self.broadcast_text(json.dumps(message))
+        if json.loads(message):
+            raise RunMismatch(json.loads(message))
+
+    def local_devices(self, devices):
+        """`--devices` names the GPUs of the first rank on a machine; the next rank on
+        the same machine takes the next ones (cuda:0,cuda:1 -> cuda:2,cuda:3 for local
+        rank 1) when the machine shows enough GPUs; when the launcher gives each rank
+        only its own (CUDA_VISIBLE_DEVICES, srun --gpus-per-task) they stay as named."""
+        names = [str(d) for d in devices]
+        cuda = sorted({get_device(d).index for d in names if d.startswith("cuda")})
+        if not cuda or self.local_size == 1:
+            return names
+        from minidl.backend import cuda_device_count
+        per_rank = max(cuda) + 1
+        if cuda_device_count() < per_rank * self.local_size:
+            return names
+        shift = self.local_rank * per_rank
+        return [f"cuda:{get_device(d).index + shift}" if d.startswith("cuda") else d
+                for d in names]
+
+    # ------------------------------------------------------------------ training
+    def synchronize(self, trainer):
+        state = self.broadcast_tree(trainer.state_dict() if self.is_root else None)
+        if not self.is_root:
+            trainer.load_state_dict(state)
+
+    def share_dropout(self, model):
+        for _, module in model.named_modules():
+            if isinstance(module, nn.Dropout):
+                module.generator = BatchShareGenerator(self.rank, self.size)
+
+    def allreduce_gradients(self, params):
+        params = list(params)
+        if self._buckets is None or not self._buckets.fits(params):
+            self._buckets = GradientBuckets(params, self.bucket_bytes)
+        self._buckets.reduce(params, self._allreduce, 1.0 / self.size)
+
+    def _allreduce(self, flat, device):
+        """Sum `flat` over the ranks, in place: NCCL on a GPU, MPI on the host."""
+        if device.is_cuda:
+            if self._nccl is None:
+                self._nccl = NcclGroup(self, [p.device for p in self._buckets.params])
+            self._nccl.allreduce(flat, device)
+        else:
+            self.comm.Allreduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM)
+
+    def batch_totals(self, value, errors, n):
+        keys = sorted(errors)
+        total = self.sum([value * n, n, *(errors[k] for k in keys)])
+        return (float(total[0] / total[1]), {k: int(round(e)) for k, e in zip(keys, total[2:])},
+                int(total[1]))
+
+    def combine_means(self, result):
+        keys = sorted(k for k in result if k != "n")
+        total = self.sum([result["n"], *(result[k] * result["n"] for k in keys)])
+        return {**{k: float(v / total[0]) for k, v in zip(keys, total[1:])}, "n": int(total[0])}
+
+    @contextlib.contextmanager
+    def abort_on_error(self, prog="alexnet"):
+        try:
+            yield
+        except RunMismatch:
+            raise                      # raised on every rank at once: each exits on its own
+        except BaseException as e:     # noqa: BLE001 - reported, then the whole job stops
+            if isinstance(e, SystemExit) and not e.code:
+                raise
+            print(f"{prog} (rank {self.rank} of {self.size}): error: "
+                  f"{type(e).__name__}: {e}\nstopping every rank (MPI_Abort); the last "
+                  f"checkpoint is kept: run the same command with --resume to go on",
+                  file=sys.stderr, flush=True)
+            self.comm.Abort(1)
+
+
+class BatchShareGenerator:
+    """Dropout's generator on one rank: the mask of the whole global batch is drawn
+    from minidl's common generator (minidl.random) and this rank keeps its rows.
+
+    So the mask of image i is the same for every R, and the common generator
+    advances by the same draws on every rank (its state stays equal and goes
+    into checkpoints as before). Costs R times the draws of one rank's share.
+    """
+
+    def __init__(self, index, count):
+        self.index, self.count = index, count
+
+    def random(self, shape, dtype="float64"):
+        n = shape[0]                                          # this rank's images
+        full = minidl.random.default_generator().random((n * self.count,) + tuple(shape[1:]),
+                                                        dtype=dtype)   # (B, ...) the batch's
+        return full[self.index * n:(self.index + 1) * n]
+
+
+class GradientBuckets:
+    """The gradients of `params` as a few flat arrays: grouped by device and dtype,
+    cut into buckets of at most `bucket_bytes` (a parameter never split).
+
+    reduce() copies each .grad into its bucket, sums the bucket over the ranks in
+    one call, scales it, and leaves each .grad a view of the bucket (no copy back).
+    """
+
+    def __init__(self, params, bucket_bytes=BUCKET_BYTES):
+        self.params = list(params)
+        self.signature = [(id(p), tuple(p.shape), p.data.dtype.str) for p in self.params]
+        self.buckets = []                  # (device, dtype, [(param index, start, stop)], flat)
+        groups = {}
+        for i, p in enumerate(self.params):
+            groups.setdefault((p.device, p.data.dtype.str), []).append(i)
+        for (device, dtype), members in groups.items():
+            item = np.dtype(dtype).itemsize
+            spans, size = [], 0
+            for i in members:
+                n = self.params[i].size
+                if spans and (size + n) * item > bucket_bytes:
+                    self.buckets.append(self._bucket(device, dtype, spans, size))
+                    spans, size = [], 0
+                spans.append((i, size, size + n))
+                size += n
+            self.buckets.append(self._bucket(device, dtype, spans, size))
+
+    @staticmethod
+    def _bucket(device, dtype, spans, size):
+        with device:
+            return device, dtype, spans, device.xp.empty(size, dtype)
+
+    @property
+    def nbytes(self):
+        return sum(flat.nbytes for *_, flat in self.buckets)
+
+    def fits(self, params):
+        return [(id(p), tuple(p.shape), p.data.dtype.str) for p in params] == self.signature
+
+    def reduce(self, params, allreduce, scale):
+        """allreduce(flat, device) sums a bucket in place; then .grad = scale * sum."""
+        for device, dtype, spans, flat in self.buckets:
+            with device:
+                for i, a, z in spans:
+                    g = params[i].grad
+                    flat[a:z] = 0 if g is None else g.reshape(-1)   # None counts as zero
+                allreduce(flat, device)
+                flat *= flat.dtype.type(scale)
+                for i, a, z in spans:
+                    params[i].grad = flat[a:z].reshape(params[i].shape)
+
+
+class NcclGroup:
+    """One NCCL communicator per local GPU the parameters live on, linking the same
+    column on every rank; rank 0 makes each unique id and MPI sends it.
+
+    allreduce(flat, device) sums a CuPy array in place, on the device's current
+    stream: the gradients never leave the GPU.
+    """
+
+    def __init__(self, mpi, devices):
+        import cupy
+        from cupy.cuda import nccl
+        self.cupy, self.nccl = cupy, nccl
+        self.types = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}
+        self.comms = {}
+        for device in sorted({d for d in devices if d.is_cuda}, key=lambda d: d.index):
+            uid = np.zeros(128, np.int64)     # ncclUniqueId: 128 bytes, as a tuple of ints
+            if mpi.is_root:
+                uid[...] = nccl.get_unique_id()
+            mpi.comm.Bcast(uid, root=0)
+            with cupy.cuda.Device(device.index):
+                self.comms[device] = nccl.NcclCommunicator(mpi.size, tuple(int(v) for v in uid),
+                                                           mpi.rank)
+
+    def allreduce(self, flat, device):
+        dtype = self.types.get(flat.dtype.name)
+        if dtype is None:
+            raise TypeError(f"NCCL gradients: expected float32 or float64, found {flat.dtype}")
+        stream = self.cupy.cuda.get_current_stream()
+        self.comms[device].allReduce(flat.data.ptr, flat.data.ptr, flat.size, dtype,
+                                     self.nccl.NCCL_SUM, stream.ptr)
+
+
+# ---------------------------------------------------------------------- the world
+_world = None
+
+
+def launched_by_mpi() -> bool:
+    """True when an MPI launcher (mpiexec, mpirun, srun) started this process."""
+    return any(name in os.environ for name in LAUNCHER_ENV)
+
+
+def world() -> Communicator:
+    """This process's communicator: MPI when an MPI launcher started more than one
+    process, else the single-process one (and mpi4py is not even imported)."""
+    global _world
+    if _world is None:
+        _world = _connect()
+    return _world
+
+
+def _connect():
+    if not launched_by_mpi():
+        return Communicator()
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        raise RuntimeError(
+            f"an MPI launcher started this process, but mpi4py is not importable ({e}). "
+            "Install the MPI extra (`pip install -e \".[mpi]\"`: mpi4py and MPICH), or "
+            "see docs/howto_distributed.md for a cluster's own MPI.") from e
+    if MPI.COMM_WORLD.Get_size() == 1:
+        return Communicator()
+    comm = MPICommunicator(MPI.COMM_WORLD)
+    if "MINIDL_NUM_THREADS" not in os.environ:       # the machine's cores shared among its ranks
+        from minidl.parallel import available_cores
+        minidl.set_num_threads(max(1, available_cores() // comm.local_size))
+    return comm
+
+
+# ---------------------------------------------------------------------- messages
+def _divisors(n, most=6):
+    return ", ".join(str(d) for d in [d for d in range(1, n + 1) if n % d == 0][:most])
+
+
+def _differences(a, b, other, path=""):
+    """'key: x on rank 0, y on `other`' for every leaf where two JSON values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k), b.get(k), other, f"{path}.{k}" if path else k)
+        return out
+    return [] if a == b else [f"{path or 'value'}: {a!r} on rank 0, {b!r} on {other}"]

@@ -1,0 +1,93 @@
+"""Programs that tests/test_distributed.py starts under `mpiexec -n R` (or alone).
+
+    python _mpi_script.py equivalence OUT [STEPS]
+        The real Trainer, Loader (with augmentation) and two-column AlexNet (dropout
+        on) in float64, on a synthetic split of STEPS batches of 128 images; rank 0
+        writes the final weights to OUT/checkpoint.npz.
+
+    python _mpi_script.py train [--kill-at EPOCH BATCH] [--fail-at EPOCH BATCH]
+                                [--rank R] -- ARGS OF `alexnet train`
+        `alexnet train`; on rank R (default 0) the process SIGKILLs itself
+        (--kill-at), or raises an error (--fail-at), when the training loader is
+        about to hand out that batch.
+"""
+import os
+import signal
+import sys
+
+import numpy as np
+
+import minidl
+from alexnet import cli
+from alexnet.data import loader
+from alexnet.data.prepare import CacheSplit
+from alexnet.distributed import world
+from alexnet.imagenet_train import model_config
+from alexnet.model import AlexNet
+from alexnet.train import TrainConfig, Trainer
+
+BATCH = 128
+
+
+def synthetic_split(images, size=76, classes=4, seed=0):
+    """A CacheSplit in memory: random uint8 pictures, a mean image and an RGB PCA."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (images, size, size, 3), dtype=np.uint8)
+    eigvecs = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    return CacheSplit(x, rng.integers(0, classes, images), mean=x.mean(0).astype(np.float32),
+                      eigvals=np.array([0.2, 0.02, 0.005]), eigvecs=eigvecs)
+
+
+class Float64:
+    """The loader's batches as float64 (the gradient-check precision)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def epoch(self, epoch, start=0):
+        for x, y in self.batches.epoch(epoch, start):
+            yield x.astype(np.float64), y
+
+
+def equivalence(out, steps=3):
+    comm = world()
+    cfg = model_config(4, 2, 67, (8, 12, 16, 12, 8), 32, weight_std=0.1, lrn_alpha=1e-2)
+    minidl.random.manual_seed(0)                                   # dropout masks
+    model = AlexNet(cfg, devices=("cpu:0", "cpu:1"), dtype=np.float64, seed=0)
+    opt = minidl.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=0.0005)
+    batches = loader.Loader(synthetic_split(BATCH * steps), BATCH, train=True, crop=67, seed=0,
+                            workers=0, shard=comm.shard)          # this rank's 128 / R images
+    trainer = Trainer(model, opt, Float64(batches), out,
+                      TrainConfig(max_epochs=1, progress=False, checkpoint_minutes=1e9), comm=comm)
+    trainer.fit()
+
+
+def fault_at(epoch_batch, rank, kill):
+    run = loader.Loader.epoch
+
+    def epoch(self, epoch, start=0):
+        for i, batch in enumerate(run(self, epoch, start), start):
+            if self.recipe.train and (epoch, i) == epoch_batch and world().rank == rank:
+                if kill:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                raise RuntimeError(f"a failure planted at epoch {epoch}, batch {i}")
+            yield batch
+    loader.Loader.epoch = epoch
+
+
+if __name__ == "__main__":
+    mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "equivalence":
+        equivalence(args[0], *(int(a) for a in args[1:]))
+        sys.exit(0)
+    split = args.index("--")
+    own = args[:split]
+    rank = int(own[own.index("--rank") + 1]) if "--rank" in own else 0
+    for flag, kill in (("--kill-at", True), ("--fail-at", False)):
+        if flag in own:
+            i = own.index(flag)
+            fault_at((int(own[i + 1]), int(own[i + 2])), rank, kill)
+    sys.exit(cli.main(["train", *args[split + 1:]]))
