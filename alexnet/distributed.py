@@ -178,8 +178,10 @@ class MPICommunicator(Communicator):
         """`message` (None: all is well) from any rank -> RunMismatch on every rank."""
         messages = [json.loads(m) for m in self.gather_text(json.dumps(message))]
         bad = [(r, m) for r, m in enumerate(messages) if m]
+        if len({m for _, m in bad}) == 1 and len(bad) == self.size:
+            raise RunMismatch(bad[0][1])                          # every rank says the same
         if bad:
-            raise RunMismatch("; ".join(f"rank {r}: {m}" if len(bad) > 1 else m for r, m in bad))
+            raise RunMismatch("; ".join(f"rank {r}: {m}" for r, m in bad))
 
     def check_batch(self, batch_size):
         self._raise_together(None if batch_size % self.size == 0 else (

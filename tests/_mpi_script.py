@@ -1,9 +1,10 @@
 """Programs that tests/test_distributed.py starts under `mpiexec -n R` (or alone).
 
-    python _mpi_script.py equivalence OUT [STEPS]
+    python _mpi_script.py equivalence OUT [--own-dropout]
         The real Trainer, Loader (with augmentation) and two-column AlexNet (dropout
-        on) in float64, on a synthetic split of STEPS batches of 128 images; rank 0
-        writes the final weights to OUT/checkpoint.npz.
+        on) in float64, on a synthetic split of 3 batches of 128 images; rank 0
+        writes the final weights to OUT/checkpoint.npz. --own-dropout: each rank
+        draws dropout masks for its own images only (the mistake the test must see).
 
     python _mpi_script.py train [--kill-at EPOCH BATCH] [--fail-at EPOCH BATCH]
                                 [--rank R] -- ARGS OF `alexnet train`
@@ -52,8 +53,10 @@ class Float64:
             yield x.astype(np.float64), y
 
 
-def equivalence(out, steps=3):
+def equivalence(out, own_dropout=False, steps=3):
     comm = world()
+    if own_dropout:
+        comm.share_dropout = lambda model: None
     cfg = model_config(4, 2, 67, (8, 12, 16, 12, 8), 32, weight_std=0.1, lrn_alpha=1e-2)
     minidl.random.manual_seed(0)                                   # dropout masks
     model = AlexNet(cfg, devices=("cpu:0", "cpu:1"), dtype=np.float64, seed=0)
@@ -81,7 +84,7 @@ def fault_at(epoch_batch, rank, kill):
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "equivalence":
-        equivalence(args[0], *(int(a) for a in args[1:]))
+        equivalence(args[0], own_dropout="--own-dropout" in args)
         sys.exit(0)
     split = args.index("--")
     own = args[:split]
