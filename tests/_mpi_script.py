@@ -6,6 +6,11 @@
         writes the final weights to OUT/checkpoint.npz. --own-dropout: each rank
         draws dropout masks for its own images only (the mistake the test must see).
 
+    python _mpi_script.py nccl
+        With the CuPy stand-in first on PYTHONPATH: gradients on two devices per
+        rank summed by NCCL (the stand-in's), checked against their mean, with no
+        transfer to the host; then NCCL's refusals. Prints "ok" lines.
+
     python _mpi_script.py train [--kill-at EPOCH BATCH] [--fail-at EPOCH BATCH]
                                 [--rank R] -- ARGS OF `alexnet train`
         `alexnet train`; on rank R (default 0) the process SIGKILLs itself
@@ -68,6 +73,48 @@ def equivalence(out, own_dropout=False, steps=3):
     trainer.fit()
 
 
+def nccl():
+    import cupy
+    from cupy.cuda import nccl as stand_in
+    from minidl.nn import Parameter
+    assert cupy.__standin__
+    comm = world()
+    devices = comm.local_devices(["cuda:0", "cuda:1"])      # rank 1 on a machine: cuda:2, cuda:3
+    shapes = [(300,), (20, 5), (7,)]
+    params = [Parameter(np.zeros(s, np.float32), device=d) for d in devices for s in shapes]
+    grads = [np.random.default_rng([r, i]).normal(size=p.shape).astype(np.float32)
+             for r in range(comm.size) for i, p in enumerate(params)]
+    mine = grads[comm.rank * len(params):(comm.rank + 1) * len(params)]
+    for p, g in zip(params, mine):
+        with p.device:
+            p.grad = cupy.asarray(g)
+    cupy.standin.reset()
+    comm.allreduce_gradients(params)
+    counts = cupy.standin.counters()
+    assert counts["d2h"] == 0 and counts["h2d"] == 0, counts          # never through the host
+    assert comm._nccl is not None and len(comm._nccl.comms) == 2       # one per column device
+    for i, p in enumerate(params):
+        want = sum(grads[r * len(params) + i] for r in range(comm.size)) / comm.size
+        np.testing.assert_allclose(p.grad.get(), want, rtol=1e-6)
+        assert str(p.grad.device.id) == str(p.device.index)
+    print(f"ok allreduce rank {comm.rank} on {devices}", flush=True)
+
+    group = comm._nccl.comms[params[0].device]
+    host = np.ones(4, np.float32)
+    with params[0].device:
+        stream = cupy.cuda.get_current_stream().ptr
+        for bad, error in ((host.ctypes.data, TypeError),                       # a host array
+                           (params[-1].grad.data.ptr, ValueError)):             # another device
+            try:
+                group.allReduce(bad, bad, 4, stand_in.NCCL_FLOAT32, stand_in.NCCL_SUM, stream)
+            except error as e:
+                print(f"ok refused {type(e).__name__}: {e}", flush=True)
+        x = cupy.full(3, float(comm.rank + 1), np.float64)
+        group.bcast(x.data.ptr, x.size, stand_in.NCCL_FLOAT64, 0, stream)
+        assert (x.get() == 1.0).all()
+    print("ok bcast", flush=True)
+
+
 def fault_at(epoch_batch, rank, kill):
     run = loader.Loader.epoch
 
@@ -83,6 +130,9 @@ def fault_at(epoch_batch, rank, kill):
 
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "nccl":
+        nccl()
+        sys.exit(0)
     if mode == "equivalence":
         equivalence(args[0], own_dropout="--own-dropout" in args)
         sys.exit(0)

@@ -40,11 +40,16 @@ def mpiexec():
     return found
 
 
-def launch(ranks, *args, extra_ranks=()):
+def launch(ranks, *args, extra_ranks=(), standin_devices=None):
     """Run tests/_mpi_script.py ARGS on `ranks` processes (0: no mpiexec at all).
-    extra_ranks: more (n, args) program blocks of an MPMD launch (`: -n 1 ...`)."""
+    extra_ranks: more (n, args) program blocks of an MPMD launch (`: -n 1 ...`).
+    standin_devices: import the CuPy stand-in (tests/standin) as cupy, with that
+    many devices per process (real NCCL would need a GPU per rank and column)."""
     env = {k: v for k, v in os.environ.items() if k not in distributed.LAUNCHER_ENV}
     env.update(PYTHONPATH=str(ROOT), MINIDL_NUM_THREADS="1", PYTHONHASHSEED="0")
+    if standin_devices:
+        env.update(PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "standin"), str(ROOT)]),
+                   MINIDL_STANDIN_DEVICES=str(standin_devices))
     program = [sys.executable, str(SCRIPT), *args]
     cmd = program if ranks == 0 else [mpiexec(), "-n", str(ranks), *program]
     for n, more in extra_ranks:
@@ -247,3 +252,28 @@ def test_a_batch_the_ranks_cannot_share_and_a_run_in_use_are_refused_on_every_ra
     assert "1, 2, 4, 8" in run.stderr
     run = launch(2, "train", "--", "--data", str(cache), "--out", str(straight), *RUN)
     assert run.returncode != 0 and run.stderr.count("pass --resume") == 2, run.stderr
+
+
+# ------------------------------------------------------------------- NCCL, on the CuPy stand-in
+def test_nccl_sums_each_column_on_its_device_and_never_through_the_host():
+    """2 ranks x 2 column devices (rank 1 on a machine takes cuda:2, cuda:3); the
+    stand-in's NCCL refuses a host pointer and another device's array."""
+    run = launch(2, "nccl", standin_devices=4)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "ok allreduce rank 0 on ['cuda:0', 'cuda:1']" in out
+    assert "ok allreduce rank 1 on ['cuda:2', 'cuda:3']" in out
+    assert out.count("ok refused TypeError: allReduce") == 2 and "not a device pointer" in out
+    assert out.count("ok refused ValueError: The device where the array resides") == 2
+    assert out.count("ok bcast") == 2
+
+
+def test_training_over_nccl_gives_the_run_of_the_cpu(straight, cache, tmp_path):
+    """`alexnet train --devices cuda:0` on 2 ranks, gradients summed by the stand-in's
+    NCCL: the weights of the same run on the CPU (MPI), up to float32 rounding."""
+    run = launch(2, "train", "--", "--data", str(cache), "--out", str(tmp_path), *RUN,
+                 "--devices", "cuda:0", standin_devices=1)
+    assert run.returncode == 0, run.stderr
+    a, b = weights(straight), weights(tmp_path)
+    assert b["meta"]["devices"] == ["cuda:0", "cuda:0"]
+    assert max_difference(a, b) < 1e-5 and a["rng"] == b["rng"]
