@@ -306,6 +306,8 @@ class GradientBuckets:
 
     reduce() copies each .grad into its bucket, sums the bucket over the ranks in
     one call, scales it, and leaves each .grad a view of the bucket (no copy back).
+    A gradient of `bucket_bytes` or more (fc6's 151 MB in the paper's net) is a
+    bucket by itself, summed where it lies (no copy at all).
     """
 
     def __init__(self, params, bucket_bytes=BUCKET_BYTES):
@@ -320,12 +322,16 @@ class GradientBuckets:
             spans, size = [], 0
             for i in members:
                 n = self.params[i].size
+                if n * item >= bucket_bytes:                  # big enough alone: no copy
+                    self.buckets.append((device, dtype, [(i, 0, n)], None))
+                    continue
                 if spans and (size + n) * item > bucket_bytes:
                     self.buckets.append(self._bucket(device, dtype, spans, size))
                     spans, size = [], 0
                 spans.append((i, size, size + n))
                 size += n
-            self.buckets.append(self._bucket(device, dtype, spans, size))
+            if spans:
+                self.buckets.append(self._bucket(device, dtype, spans, size))
 
     @staticmethod
     def _bucket(device, dtype, spans, size):
@@ -334,7 +340,8 @@ class GradientBuckets:
 
     @property
     def nbytes(self):
-        return sum(flat.nbytes for *_, flat in self.buckets)
+        """Bytes of the buckets' own buffers (the gradients summed where they lie: none)."""
+        return sum(flat.nbytes for *_, flat in self.buckets if flat is not None)
 
     def fits(self, params):
         return [(id(p), tuple(p.shape), p.data.dtype.str) for p in params] == self.signature
@@ -343,6 +350,13 @@ class GradientBuckets:
         """allreduce(flat, device) sums a bucket in place; then .grad = scale * sum."""
         for device, dtype, spans, flat in self.buckets:
             with device:
+                if flat is None:                                  # one big gradient
+                    (i, _, _), = spans
+                    params[i].grad = self._own(params[i], device)
+                    flat = params[i].grad.reshape(-1)
+                    allreduce(flat, device)
+                    flat *= flat.dtype.type(scale)
+                    continue
                 for i, a, z in spans:
                     g = params[i].grad
                     flat[a:z] = 0 if g is None else g.reshape(-1)   # None counts as zero
@@ -350,6 +364,16 @@ class GradientBuckets:
                 flat *= flat.dtype.type(scale)
                 for i, a, z in spans:
                     params[i].grad = flat[a:z].reshape(params[i].shape)
+
+    @staticmethod
+    def _own(p, device):
+        """p.grad as a contiguous, writable array of p's dtype (zeros if None) to sum in place."""
+        g, xp = p.grad, device.xp
+        if g is None:
+            return xp.zeros(p.shape, p.data.dtype)
+        if g.flags.c_contiguous and getattr(g.flags, "writeable", True) and g.dtype == p.data.dtype:
+            return g
+        return xp.array(g, dtype=p.data.dtype, order="C")
 
 
 class NcclGroup:

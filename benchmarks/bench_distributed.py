@@ -8,8 +8,8 @@ parameters: a gradient of 244 MB in float32), the global batch of 128 split R wa
   `allreduce_gradients` (the communication), the SGD step; the share of the step
   spent communicating (waiting for the slower rank included, as in a real run);
 * the Allreduce of that gradient three ways, in turns, each after a barrier:
-  ours (`allreduce_gradients`: copied into a few 64 MiB buckets, summed, scaled,
-  left as views), MPI's own (one Allreduce of one 244 MB buffer, the same
+  ours (`allreduce_gradients`: copied into a few 64 MiB buckets, a gradient
+  that size or larger summed where it lies, then scaled, left as views), MPI's own (one Allreduce of one 244 MB buffer, the same
   bytes) and one call per tensor; as bandwidth, bytes / time (GB/s).
 
 Then, on paper, the expected step time for 1, 2, 8 and 64 GPUs: compute of the
@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import report
+from .common import RESULTS, report
 
 ROOT = Path(__file__).resolve().parent.parent
 GB = 1e9
@@ -199,14 +199,27 @@ def main(argv=None):
     print(f"\nexpected step time, global batch {m['batch']}, one GPU {args.gpu_step:.3f} s per "
           f"step; NVLink 3 inside a machine of 8, InfiniBand HDR between:")
     rows = expected(nbytes, args.gpu_step, nbytes / ar["mpi"])
-    notes = {"measured": m, "bandwidth_GBps": bw,
-             "comm_share_of_step": step["allreduce_s"] / total,
-             "ours_vs_mpi_bandwidth": ar["mpi"] / ar["ours"],
-             "gpu_step_s": args.gpu_step, "links": {k: {"bytes_per_s": v[0], "latency_s": v[1]}
-                                                    for k, v in LINKS.items()},
-             "command": "python -m benchmarks.bench_distributed " + " ".join(argv or sys.argv[1:])}
+    notes = (f"one GPU's step: {args.gpu_step:.3g} s (--gpu-step); links: "
+             + ", ".join(f"{k} {v[0] / GB:g} GB/s, {v[1] * 1e6:g} us" for k, v in LINKS.items())
+             + "; 8 GPUs per machine; compute assumed to split perfectly, no overlap")
     report("bench_distributed", rows, notes=notes)
-
+    # the measured figures beside the table (docs/results.md shows each list of rows)
+    path = RESULTS / "bench_distributed.json"
+    data = json.loads(path.read_text())
+    data["machine"]["command"] = " ".join(["python -m benchmarks.bench_distributed",
+                                           *(sys.argv[1:] if argv is None else argv)])
+    data.update({
+        "mpi_library": m["mpi_library"], "parameters": m["parameters"],
+        "gradient_MB": nbytes / 1e6, "buckets": m["buckets"], "tensors": m["tensors"],
+        "measured_step": [{"ranks": m["ranks"], "images_per_rank": m["share"],
+                           "threads_per_rank": m["threads_per_rank"], **step, "step_s": total,
+                           "comm_share": step["allreduce_s"] / total}],
+        "measured_allreduce": [{"call": name, "seconds": ar[key], "GB_per_s": bw[key],
+                                "vs_mpi_own": ar["mpi"] / ar[key]}
+                               for key, name in (("ours", "ours (64 MiB buckets)"),
+                                                 ("mpi", "MPI's own, one buffer"),
+                                                 ("per_tensor", "one call per tensor"))]})
+    path.write_text(json.dumps(data, indent=1))
 
 if __name__ == "__main__":
     main()
