@@ -18,11 +18,11 @@ import pytest
 
 import minidl
 from minidl import Tensor, nn
-from alexnet import cli, distributed
+from alexnet import distributed
 from alexnet.data.loader import Loader
 from alexnet.data.prepare import CacheSplit
 from alexnet.train import read_metrics
-from test_imagenet_train import SMALL, image_folder
+from test_imagenet_train import SMALL, cache  # noqa: F401 (cache: the prepared-cache fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).with_name("_mpi_script.py")
@@ -165,15 +165,6 @@ def test_two_ranks_of_64_images_give_the_weights_of_one_process_of_128(tmp_path)
     alone = launch(2, "equivalence", str(tmp_path / "alone"), "--own-dropout")
     assert alone.returncode == 0, alone.stderr
     assert max_difference(a, weights(tmp_path / "alone")) > 1e-6
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imagenet")
-    image_folder(root / "src")
-    assert cli.main(["prepare", str(root / "src"), str(root / "cache"), "--size", "76",
-                     "--workers", "0", "--no-progress"]) == 0
-    return root / "cache"
 
 
 @pytest.fixture(scope="module")
