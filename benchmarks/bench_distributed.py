@@ -9,8 +9,9 @@ parameters: a gradient of 244 MB in float32), the global batch of 128 split R wa
   spent communicating (waiting for the slower rank included, as in a real run);
 * the Allreduce of that gradient three ways, in turns, each after a barrier:
   ours (`allreduce_gradients`: copied into a few 64 MiB buckets, a gradient
-  that size or larger summed where it lies, then scaled, left as views), MPI's own (one Allreduce of one 244 MB buffer, the same
-  bytes) and one call per tensor; as bandwidth, bytes / time (GB/s).
+  that size or larger summed where it lies, then scaled, left as views), MPI's
+  own (one Allreduce of one 244 MB buffer, the same bytes) and one call per
+  tensor; as bandwidth, bytes / time (GB/s).
 
 Then, on paper, the expected step time for 1, 2, 8 and 64 GPUs: compute of the
 global batch split R ways plus a ring Allreduce of the gradient (2 (R-1)/R of its

@@ -204,7 +204,8 @@ class Loader:
         self.recipe = _Recipe(split, int(batch_size), bool(train), int(crop), int(seed), mean_chw(mean),
                               None if eigvecs is None else np.asarray(eigvecs, np.float64),
                               None if eigvals is None else np.asarray(eigvals, np.float64),
-                              float(color_std), bool(ten), bool(train) if drop_last is None else bool(drop_last),
+                              float(color_std), bool(ten),
+                              bool(train) if drop_last is None else bool(drop_last),
                               (int(shard[0]), int(shard[1])))
         if not 0 <= shard[0] < shard[1]:
             raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
