@@ -6,8 +6,9 @@ import minidl
 from benchmarks import gpu_check
 
 
-def test_gpu_check_dry_run_on_a_virtual_device(capsys):
-    assert gpu_check.main(["--device", "cpu:1", "--skip", "layers,speed,pipeline"]) == 0
+def test_gpu_check_dry_run_on_a_virtual_device(capsys, tmp_path):
+    assert gpu_check.main(["--device", "cpu:1", "--skip", "layers,speed,pipeline",
+                           "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "gradcheck" in out and "lrn alpha=1 k=1" in out and "0 check(s) failed" in out
 
