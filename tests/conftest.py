@@ -90,6 +90,16 @@ class CupyCounters:
         return self._standin.count()
 
 
+@pytest.fixture(autouse=True)
+def _cuda_device_zero_after_each_test():
+    """A test that leaves another CUDA device current (e.g. by an error inside a context) would
+    change the next test's device: every test starts on device 0, as a fresh thread does."""
+    yield
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and cupy.cuda.runtime.getDevice() != 0:
+        cupy.cuda.Device(0).use()
+
+
 @pytest.fixture(scope="session")
 def cupy_mode():
     """'standin' or 'real': which CuPy the device tests run on."""

@@ -27,6 +27,12 @@ def two(cupy_devices):
     return cupy_devices(2)
 
 
+@pytest.fixture
+def no_peer_access(two):
+    if cupy.cuda.runtime.deviceCanAccessPeer(0, 1):
+        pytest.skip("devices 0 and 1 have peer access here: CuPy runs such a kernel over the link")
+
+
 # --- (a) no implicit conversion to NumPy ------------------------------------------------------
 @pytest.mark.parametrize("convert", [np.asarray, np.array, lambda a: np.asarray(a, dtype=np.float32)])
 def test_implicit_conversion_to_numpy_is_refused(convert):
@@ -114,7 +120,7 @@ def test_device_contexts_nest_and_use_sets_the_device(two):
         cupy.cuda.Device(0).use()
 
 
-def test_a_kernel_on_another_device_is_refused(two):
+def test_a_kernel_on_another_device_is_refused(two, no_peer_access):
     a = cupy.arange(6.0).reshape(2, 3)                 # on device 0
     with cupy.cuda.Device(1):
         b = cupy.ones(3)
@@ -154,7 +160,7 @@ def test_a_peer_copy_after_an_event_lands_on_the_current_device(two):
     ev = _event_on(0)
     with cupy.cuda.Device(1):
         cupy.cuda.get_current_stream().wait_event(ev)
-        copies = [cupy.asarray(a), a.copy(), cupy.copy(a)]
+        copies = [a.copy(), cupy.copy(a)] + ([cupy.asarray(a)] if STANDIN else [])
         for c in copies:
             assert c.device.id == 1
             np.testing.assert_array_equal(c.get(), np.arange(6.0).reshape(2, 3) * 2)
@@ -267,15 +273,18 @@ def test_kernels_are_counted_per_device(two, cupy_counters):
 
 
 # --- (e) random ---------------------------------------------------------------------------------------------
-def test_random_draws_are_on_the_current_device_one_kernel_each(two, cupy_counters):
+def _draws():
+    return [cupy.random.rand(2, 3), cupy.random.uniform(-1, 1, (4,)), cupy.random.normal(0, 1, 5),
+            cupy.random.standard_normal((2,), dtype=cupy.float32), cupy.random.randint(0, 9, (3,)),
+            cupy.random.permutation(6), cupy.random.RandomState(1).random_sample((2,)),
+            cupy.random.default_rng(2).random((3,), dtype=cupy.float32),
+            cupy.random.default_rng(2).standard_normal((3,)), cupy.random.default_rng(2).integers(0, 5, (3,))]
+
+
+def test_random_draws_are_on_the_current_device(two):
     with cupy.cuda.Device(1):
         cupy.random.seed(3)
-        draws = [cupy.random.rand(2, 3), cupy.random.uniform(-1, 1, (4,)), cupy.random.normal(0, 1, 5),
-                 cupy.random.standard_normal((2,), dtype=cupy.float32), cupy.random.randint(0, 9, (3,)),
-                 cupy.random.permutation(6), cupy.random.RandomState(1).random_sample((2,)),
-                 cupy.random.default_rng(2).random((3,), dtype=cupy.float32),
-                 cupy.random.default_rng(2).standard_normal((3,)), cupy.random.default_rng(2).integers(0, 5, (3,))]
-    assert cupy_counters.kernels(1) == len(draws) and cupy_counters.kernels(0) == 0
+        draws = _draws()
     for d in draws:
         assert d.device.id == 1
     assert draws[3].dtype == np.float32 and draws[7].dtype == np.float32
@@ -286,9 +295,132 @@ def test_random_draws_are_on_the_current_device_one_kernel_each(two, cupy_counte
     np.testing.assert_array_equal(a, cupy.random.rand(4).get())
 
 
+def test_each_random_draw_is_one_kernel(two, cupy_counters):
+    with cupy.cuda.Device(1):
+        cupy.random.seed(0)
+        cupy_counters.reset()
+        n = len(_draws())
+    assert cupy_counters.kernels(1) == n and cupy_counters.kernels(0) == 0
+
+
 @stricter
 def test_a_generator_is_used_on_its_own_device(two):
     rng = cupy.random.default_rng(0)
     with cupy.cuda.Device(1):
         with pytest.raises(ValueError, match="is different from the current device"):
             rng.random((2,))
+
+
+# --- (f) the API minidl, alexnet and the benchmarks use, against NumPy --------------------------------------
+API = {
+    "pad": lambda xp, a, i: xp.pad(a, ((0, 0), (1, 2)), mode="constant"),
+    "einsum": lambda xp, a, i: xp.einsum("ij,kj->ik", a, a),
+    "tensordot": lambda xp, a, i: xp.tensordot(a, a, axes=([1], [1])),
+    "dot": lambda xp, a, i: xp.dot(a, a.T),
+    "matmul @": lambda xp, a, i: a @ a.T,
+    "take_along_axis": lambda xp, a, i: xp.take_along_axis(a, i, axis=1),
+    "put_along_axis": lambda xp, a, i: _after(xp.put_along_axis, a, i, -1.0, axis=1),
+    "argsort": lambda xp, a, i: xp.argsort(a, axis=1),
+    "argpartition": lambda xp, a, i: xp.sort(xp.take_along_axis(a, xp.argpartition(a, 2, axis=1)[:, :2], 1), 1),
+    "cumsum": lambda xp, a, i: xp.cumsum(a, axis=1),
+    "broadcast_to": lambda xp, a, i: xp.broadcast_to(a[:1], (3, 4)),
+    "expand_dims": lambda xp, a, i: xp.expand_dims(a, 0),
+    "stack": lambda xp, a, i: xp.stack([a, a], axis=1),
+    "split": lambda xp, a, i: xp.split(a, 2, axis=1)[1],
+    "clip": lambda xp, a, i: a.clip(0.2, 0.7),
+    "where": lambda xp, a, i: xp.where(a > 0.5, a, -a),
+    "max keepdims": lambda xp, a, i: a.max(axis=1, keepdims=True),
+    "argmax": lambda xp, a, i: xp.argmax(a, axis=0),
+    "mean": lambda xp, a, i: a.mean(axis=(0, 1)),
+    "any": lambda xp, a, i: (a > 0.9).any(axis=1),
+    "add.at": lambda xp, a, i: _after(xp.add.at, a, (slice(None), i[:, 0]), 1.0),
+    "maximum out=": lambda xp, a, i: _into(xp.maximum, xp.empty_like(a), a, 0.5),
+    "sum out=": lambda xp, a, i: _into(lambda x, out: xp.sum(x, axis=1, out=out), xp.empty(3), a),
+    "ascontiguousarray": lambda xp, a, i: xp.ascontiguousarray(a.T),
+    "as_strided": lambda xp, a, i: xp.lib.stride_tricks.as_strided(a, shape=(2, 2), strides=a.strides),
+    "gather": lambda xp, a, i: a[i[:, 0]],
+    "in-place": lambda xp, a, i: _after(lambda b: b.__imul__(a), a),
+    "power": lambda xp, a, i: 2.0 ** a + a ** 2 - a / 3 + (1 - a) // 0.3,
+    "astype": lambda xp, a, i: a.astype(xp.float32),
+    "reshape of a transpose": lambda xp, a, i: a.T.reshape(-1),
+    "logsumexp": lambda xp, a, i: xp.log(xp.exp(a - a.max(1, keepdims=True)).sum(1)),
+    "result_type": lambda xp, a, i: xp.zeros(1, dtype=xp.result_type(a, xp.float32)),
+    "tanh, reciprocal": lambda xp, a, i: xp.tanh(a) * xp.reciprocal(a + 1),
+    "comparisons": lambda xp, a, i: xp.equal(i, 1) & (i != 2) | (i >= 3),
+    "arange": lambda xp, a, i: xp.arange(5, dtype=xp.float32),
+    "concatenate": lambda xp, a, i: xp.concatenate([a, a], axis=0),
+    "flatten": lambda xp, a, i: a.T.flatten(),
+    "ones_like": lambda xp, a, i: xp.ones_like(a, dtype=xp.int32),
+    "sqrt, multiply, subtract": lambda xp, a, i: xp.subtract(xp.sqrt(a), xp.multiply(a, a)),
+}
+
+
+def _after(f, a, *args, **kwargs):
+    b = a.copy()
+    f(b, *args, **kwargs)
+    return b
+
+
+def _into(f, out, *args):
+    f(*args, out=out)
+    return out
+
+
+@pytest.mark.parametrize("name", API)
+def test_the_api_gives_numpys_values_on_the_current_device(name):
+    last = cupy.cuda.runtime.getDeviceCount() - 1      # not device 0, where there are two or more
+    rng = np.random.default_rng(0)
+    a, i = rng.random((3, 4)), rng.integers(0, 3, (3, 2))
+    want = API[name](np, a, i)
+    with cupy.cuda.Device(last):
+        got = API[name](cupy, cupy.asarray(a), cupy.asarray(i))
+    assert isinstance(got, cupy.ndarray) and got.device.id == last
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got.get(), want, rtol=1e-12)
+
+
+# --- odds and ends of the API ---------------------------------------------------------------------------------
+def test_runtime_and_memory_pool(two):
+    assert cupy.cuda.runtime.getDeviceCount() >= 2
+    with pytest.raises(cupy.cuda.runtime.CUDARuntimeError):
+        with cupy.cuda.Device(cupy.cuda.runtime.getDeviceCount()):
+            pass
+    pool = cupy.get_default_memory_pool()
+    before = pool.used_bytes()
+    a = cupy.empty(1 << 20, dtype=cupy.uint8)
+    assert pool.used_bytes() >= before + (1 << 20)
+    del a
+    pool.free_all_blocks()
+    assert isinstance(cupy.ones(2).data.ptr, int)
+    b = cupy.ones((2, 3))
+    assert b.flags.c_contiguous and not b.T.flags.c_contiguous and b.T.flags.f_contiguous
+    assert cupy.get_array_module(b) is cupy and cupy.get_array_module(np.ones(1)) is np
+    cupy.cuda.Device(1).synchronize()
+    cupy.cuda.get_current_stream().synchronize()
+
+
+@stricter
+def test_the_standin_says_what_it_is(two):
+    assert cupy.__standin__ and cupy.cuda.runtime.deviceCanAccessPeer(0, 1) == 0
+    assert "stand-in" in cupy.__doc__.lower()
+
+
+def test_zero_d_results_are_arrays_and_scalars_need_a_read(cupy_counters):
+    s = cupy.arange(5).sum()
+    assert isinstance(s, cupy.ndarray) and s.shape == ()   # CuPy: a 0-d array, not a scalar
+    x = cupy.arange(4.0)
+    x[x > 1.5]                                          # a boolean mask: its size is read on the host
+    cupy.nonzero(x)
+    cupy.where(x > 1)
+    assert cupy_counters["syncs_by_kind"] == {"boolean_index": 1, "nonzero": 1, "where": 1}
+
+
+@stricter
+def test_raw_pointers_lead_back_to_their_array(two):
+    with cupy.cuda.Device(1):
+        a = cupy.arange(4.0)
+    found = cupy.standin.array_at(a.data.ptr)
+    assert found is a and found.device.id == 1
+    cupy.standin.host_view(a)[0] = 9.0                 # shared memory, as a library writing to it would
+    with cupy.cuda.Device(1):
+        assert float(a[0]) == 9.0

@@ -22,6 +22,8 @@ holds every operation to CuPy's rules, stricter where unsure:
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from . import _state
@@ -172,6 +174,14 @@ def _has_bool_mask(key) -> bool:
     return any(isinstance(k, ndarray) and k._a.dtype == np.bool_ for k in keys)
 
 
+def _forget(ptr: int):
+    """The callback that drops `ptr` from the pointer registry when its array dies."""
+    def forget(ref):
+        if _state.pointers.get(ptr) is ref:
+            del _state.pointers[ptr]
+    return forget
+
+
 class _Flags:
     __slots__ = ("c_contiguous", "f_contiguous", "owndata")
 
@@ -318,7 +328,9 @@ class ndarray:
 
     @property
     def data(self) -> MemoryPointer:
-        return MemoryPointer(self._a.__array_interface__["data"][0], self._dev)
+        ptr = self._a.__array_interface__["data"][0]
+        _state.pointers[ptr] = weakref.ref(self, _forget(ptr))   # for `cupy.standin.array_at(ptr)`
+        return MemoryPointer(ptr, self._dev)
 
     def __len__(self):
         if self._a.ndim == 0:

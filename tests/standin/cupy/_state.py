@@ -117,3 +117,4 @@ def mark_synchronized(dev: int, upto: int | None = None) -> None:
 
 # --- memory (what `MemoryPool.used_bytes()` reports) ---------------------------------
 used_bytes = [0] * MAX_DEVICES
+pointers: dict = {}          # data.ptr -> weakref of the array it was read from

@@ -56,3 +56,23 @@ def set_device_count(n: int) -> int:
         raise ValueError(f"set_device_count: expected 1..{_state.MAX_DEVICES} devices, found {n!r}")
     previous, _state.device_count = _state.device_count, n
     return previous
+
+
+# --- for stand-ins of libraries that take raw device pointers (such as cupy.cuda.nccl) -------------
+def array_at(ptr: int):
+    """The live device array whose `.data.ptr` was read as `ptr` (KeyError if none)."""
+    ref = _state.pointers.get(ptr)
+    a = None if ref is None else ref()
+    if a is None:
+        raise KeyError(f"no live stand-in array had its .data.ptr read as {ptr:#x}")
+    return a
+
+
+def host_view(a):
+    """The NumPy array behind a stand-in device array (shared memory): for other stand-ins only."""
+    return a._a
+
+
+def launch(device: int) -> None:
+    """Count one kernel on `device` (a library call that runs on the device, e.g. an all-reduce)."""
+    _state.launch(device)
