@@ -194,7 +194,8 @@ def train_step_speed(devices, batch, steps):
 
 def _launches(counts) -> dict:
     """Kernels and host syncs of one step, as the CuPy stand-in counted them."""
-    return {"kernels": counts.kernels, "syncs": counts.syncs}
+    waits = {k: n for k, n in counts["syncs_by_kind"].items() if k != "synchronize" and n}
+    return {"kernels per device": counts["kernels_per_device"], "host reads": waits}
 
 
 # ----------------------------------------------------------------------------
