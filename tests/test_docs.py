@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import configparser
 import json
 import re
 import runpy
@@ -152,3 +153,18 @@ def test_no_diary_words(path):
              for what, pattern in DIARY.items() for m in [pattern.search(line)] if m]
     assert not found, ("the docs describe the code as it is: measurements go to docs/results.md "
                        "(python -m benchmarks.report), history to git:\n" + "\n".join(found))
+
+
+def test_readme_names_every_dependency():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    names = [re.split(r"[<>=!~;\[ ]", line.strip())[0]
+             for line in cfg["options"]["install_requires"].splitlines() if line.strip()]
+    readme = (ROOT / "README.md").read_text()
+    count = re.search(r"\b(\w+) dependencies\b", readme)
+    numbers = "zero one two three four five six seven eight nine ten eleven twelve".split()
+    assert count and count.group(1).lower() in numbers, "README.md should say how many dependencies"
+    assert numbers.index(count.group(1).lower()) == len(names), (
+        f"README.md says {count.group(1)} dependencies; setup.cfg has {len(names)}: {names}")
+    missing = [n for n in names if n.lower() not in readme.lower()]
+    assert not missing, f"README.md does not name these dependencies of setup.cfg: {missing}"
