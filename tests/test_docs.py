@@ -125,6 +125,17 @@ def test_results_page_shows_each_measurements_command_and_machine(tmp_path):
         report.load(tmp_path)
 
 
+def test_adding_a_figure1_run_records_this_machine(tmp_path):
+    run = tmp_path / "run" / "figure1.json"
+    run.parent.mkdir()
+    run.write_text(json.dumps({"config": {}, "runs": {}, "ratio": None}))
+    report.add([run], tmp_path / "snapshots")
+    kept = json.loads((tmp_path / "snapshots" / "figure1.json").read_text())
+    assert kept["machine"]["command"] == "alexnet figure1" and kept["machine"]["numpy"]
+    with pytest.raises(SystemExit, match="does not exist"):
+        report.add([tmp_path / "missing.json"], tmp_path / "snapshots")
+
+
 def test_machine_names_the_command_as_typed():
     assert machine.command([str(ROOT / "benchmarks" / "bench_data.py"), "--images", "8"]) == \
         "python -m benchmarks.bench_data --images 8"
