@@ -13,7 +13,9 @@ figure1.json too) and regenerates the page; review the diff and commit both.
 
 Each snapshot is a benchmark's JSON (benchmarks/common.py: "benchmark",
 "machine", "notes", "rows"), gpu_check.json (sections of rows), or a
-Figure 1 summary (alexnet/experiments.py: "config", "runs", "ratio"). The
+Figure 1 summary (alexnet/experiments.py: "config", "runs", "ratio"; a
+snapshot may add "machine", "figure" (a PNG path relative to docs/),
+"wall_minutes", "curve" and "repeats" (lists of rows) and "notes"). The
 page shows each with the command that produced it and the machine it ran on
 (benchmarks/machine.py).
 """
@@ -136,6 +138,8 @@ def figure1_section(name, data):
              f"{config.get('train_images', 50000):,} training images, batch "
              f"{config.get('batch_size', 128)}, seed {config.get('seed', 0)}.",
              table(rows)]
+    if data.get("figure"):
+        parts.append(f"![Training error per epoch, ReLU and tanh]({data['figure']})")
     if data.get("ratio") is not None:
         parts.append(f"**tanh needed {data['ratio']:.1f}x the epochs of ReLU** (the paper: about six).")
     if data.get("wall_minutes") is not None:

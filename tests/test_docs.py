@@ -179,3 +179,26 @@ def test_readme_names_every_dependency():
         f"README.md says {count.group(1)} dependencies; setup.cfg has {len(names)}: {names}")
     missing = [n for n in names if n.lower() not in readme.lower()]
     assert not missing, f"README.md does not name these dependencies of setup.cfg: {missing}"
+
+
+LINK = re.compile(r"\]\(([^)\s#]+)(#[^)\s]*)?\)")
+
+
+def anchors(markdown):
+    """The #anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to -."""
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*$", markdown, re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("path", DOCS, ids=rel)
+def test_relative_links_point_at_what_exists(path):
+    broken = []
+    for target, anchor in LINK.findall(path.read_text()):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        file = path.parent / target
+        if not file.exists():
+            broken.append(f"{target} (no such file)")
+        elif anchor and file.suffix == ".md" and anchor[1:] not in anchors(file.read_text()):
+            broken.append(f"{target}{anchor} (no such heading)")
+    assert not broken, f"{rel(path)} links to what does not exist: {broken}"
