@@ -129,10 +129,15 @@ def cross(name, hs):
     return [a, b]
 
 
-relu = F.relu
-def lrn(h):
+def relu(h):                                   # Section 3.1: max(0, h)
+    return F.relu(h)
+
+
+def lrn(h):                                    # Section 3.3: k=2, n=5, alpha=1e-4, beta=0.75
     return F.local_response_norm(h, cfg.lrn_n, cfg.lrn_k, cfg.lrn_alpha, cfg.lrn_beta)
-def pool(h):
+
+
+def pool(h):                                   # Section 3.4: 3x3 windows, stride 2
     return F.max_pool2d(h, cfg.pool_kernel, cfg.pool_stride)
 
 # %% [markdown]
