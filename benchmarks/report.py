@@ -77,7 +77,7 @@ def table(rows, columns=None):
         for row in rows:
             columns += [k for k in row if k not in columns]
         columns = [c for c in columns if any(row.get(c) is not None for row in rows)]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(map(fmt, columns)) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 

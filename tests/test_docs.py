@@ -105,7 +105,8 @@ def test_results_page_shows_each_measurements_command_and_machine(tmp_path):
     bench = {"benchmark": "bench_x", "notes": {"threads": 2},
              "machine": machine.machine(["benchmarks/bench_cifar.py", "--steps", "3"]),
              "rows": [{"impl": "minidl", "ms_per_step": 80.64, "images_per_s": 1587.1},
-                      {"impl": "torch", "ms_per_step": 58.1}]}
+                      {"impl": "torch", "ms_per_step": 58.1}],
+             "checks": [{"max|a-b|": 0.5, "ok": True, "never": None}]}
     fig1 = {"config": {"target": 0.25, "train_images": 50000}, "ratio": 7.09,
             "machine": {"command": "alexnet figure1", "cpu": "Some CPU", "cores": 2},
             "runs": {"relu": {"lr": 0.004, "epochs_to_target": 7.14},
@@ -120,6 +121,7 @@ def test_results_page_shows_each_measurements_command_and_machine(tmp_path):
     assert f"NumPy {machine.version('numpy')}" in page
     assert "| minidl | 80.6 | 1,587 |" in page and "| torch | 58.1 |  |" in page
     assert "7.1x" in page and "threads = 2" in page
+    assert "**checks**\n\n| max\\|a-b\\| | ok |\n|---|---|\n| 0.5 | yes |" in page
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(SystemExit, match="broken.json"):
         report.load(tmp_path)
