@@ -204,9 +204,18 @@ with minidl.no_grad():
 with minidl.no_grad():
     expected = net(Tensor(x, device="cpu:0"))
 np.testing.assert_allclose(logits.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
-print(f"{len(stages)} stages; top probability {probs.numpy().max():.5f} (uniform: {1 / 1000})")
-for s in stages[:3]:
-    print(f"  {s.name:18s} {tuple(s.outputs[0].shape)} on {', '.join(s.devices)}")
+print(f"top probability {probs.numpy().max():.5f} (uniform: {1 / 1000})")
+for s in stages:                               # what `alexnet inspect` prints, stage by stage
+    a = s.outputs[0].numpy()
+    print(f"{s.name:18s} {str(tuple(s.outputs[0].shape)):18s} on {', '.join(s.devices):12s} "
+          f"mean {a.mean():+.3g}  std {a.std():.3g}  zeros {np.mean(a == 0):.0%}")
+
+# %% [markdown]
+# The statistics show Section 5's initialisation at work: conv2, conv4, conv5,
+# fc6 and fc7 start with biases of 1 ("to accelerate the early stages of
+# learning by providing the ReLUs with positive inputs"), so after conv4 hardly
+# any unit is zero, while half of conv1's and conv3's (biases 0) are cut off.
+# Dropout at test time halves every value.
 
 # %% [markdown]
 # ## Checking a layer's gradient
