@@ -212,9 +212,8 @@ for s in stages:                               # what `alexnet inspect` prints, 
 
 # %% [markdown]
 # The statistics show Section 5's initialisation at work: conv2, conv4, conv5,
-# fc6 and fc7 start with biases of 1 ("to accelerate the early stages of
-# learning by providing the ReLUs with positive inputs"), so after conv4 hardly
-# any unit is zero, while half of conv1's and conv3's (biases 0) are cut off.
+# fc6 and fc7 start with biases of 1 (the paper: this gives the ReLUs
+# positive inputs early in training), so after conv4 hardly any unit is zero, while half of conv1's and conv3's (biases 0) are cut off.
 # Dropout at test time halves every value.
 
 # %% [markdown]
