@@ -224,8 +224,8 @@ class Trainer:
     def _tally(self, loss, logits, labels):
         """Add the step's loss sum and top-k error counts to sums kept on the device:
         reading them every step would make the host wait for the GPU every step."""
-        wrong = topk_wrong(logits.data, labels, self.cfg.topk)
         with self.device:
+            wrong = topk_wrong(logits.data, labels, self.cfg.topk)
             xp = self.device.xp
             step = xp.stack([loss.data.astype(xp.float64) * len(labels)]
                             + [wrong[k].astype(xp.float64) for k in self.cfg.topk])
