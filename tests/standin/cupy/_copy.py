@@ -29,10 +29,11 @@ def check_ordered(src: int, dst: int) -> None:
     if get_current_stream()._waited.get(src, -1) >= need or _state.synced[src] >= need:
         return
     raise RuntimeError(
-        f"copy from device {src} to device {dst} is not ordered after device {src}'s work: record a "
-        f"cupy.cuda.Event on device {src}'s stream after that work and make device {dst}'s current stream "
-        f"wait for it (stream.wait_event(event)), or synchronize device {src} first. (CuPy stand-in, stricter "
-        f"than CuPy: on a GPU this copy would run without waiting and could read half-written data.)")
+        f"copy from device {src} to device {dst} is not ordered after device {src}'s work: "
+        f"record a cupy.cuda.Event on device {src}'s stream after that work and make device "
+        f"{dst}'s current stream wait for it (stream.wait_event(event)), or synchronize device "
+        f"{src} first. (CuPy stand-in, stricter than CuPy: on a GPU this copy would run without "
+        f"waiting and could read half-written data.)")
 
 
 def copy_array(a: ndarray, order: str = "C") -> ndarray:
@@ -40,7 +41,8 @@ def copy_array(a: ndarray, order: str = "C") -> ndarray:
     dev = current()
     src = a._a
     if a._dev == dev:
-        plain = (src.flags.c_contiguous and order in "CKA") or (src.flags.f_contiguous and order in "FKA")
+        plain = ((src.flags.c_contiguous and order in "CKA")
+                 or (src.flags.f_contiguous and order in "FKA"))
         r = src.copy(order=order)
         if plain:
             device_op(dev, "memcpy")
@@ -49,9 +51,10 @@ def copy_array(a: ndarray, order: str = "C") -> ndarray:
         return _wrap(r, dev)
     if not src.flags.c_contiguous:
         raise ValueError(
-            f"copy of a non-contiguous array from device {a._dev} to device {dev}: the CuPy stand-in only "
-            f"copies C-contiguous arrays between devices (a plain peer memcpy). Make it contiguous on device "
-            f"{a._dev} first (cupy.ascontiguousarray inside cupy.cuda.Device({a._dev})).")
+            f"copy of a non-contiguous array from device {a._dev} to device {dev}: the CuPy "
+            f"stand-in only copies C-contiguous arrays between devices (a plain peer memcpy). "
+            f"Make it contiguous on device {a._dev} first (cupy.ascontiguousarray inside "
+            f"cupy.cuda.Device({a._dev})).")
     check_ordered(a._dev, dev)
     device_op(dev, "memcpy")
     with _state._lock:
@@ -61,8 +64,8 @@ def copy_array(a: ndarray, order: str = "C") -> ndarray:
 
 def copy(a, order="K"):
     if isinstance(a, np.ndarray):
-        raise TypeError("cupy.copy: expected a cupy.ndarray, found a numpy.ndarray; use cupy.asarray(x) "
-                        "to upload host data")
+        raise TypeError("cupy.copy: expected a cupy.ndarray, found a numpy.ndarray; "
+                        "use cupy.asarray(x) to upload host data")
     return copy_array(a, "C" if order == "K" else order)
 
 
@@ -111,7 +114,7 @@ def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, blocking=
 
 
 def ascontiguousarray(a, dtype=None):
-    """CuPy returns `a` itself when it is already C-contiguous with that dtype; else a copy kernel."""
+    """`a` itself when already C-contiguous with that dtype (as CuPy); else a copy kernel."""
     if isinstance(a, np.ndarray):
         raise TypeError("cupy.ascontiguousarray: expected a cupy.ndarray, found a numpy.ndarray; "
                         "use cupy.asarray(x) to upload host data")

@@ -58,7 +58,8 @@ def _prototype(a, where: str) -> np.ndarray:
 
 
 def empty_like(a, dtype=None, order="K", subok=None, shape=None):
-    return _wrap(np.empty_like(_prototype(a, "cupy.empty_like"), dtype, order, shape=shape), current())
+    proto = _prototype(a, "cupy.empty_like")
+    return _wrap(np.empty_like(proto, dtype, order, shape=shape), current())
 
 
 def zeros_like(a, dtype=None, order="K", subok=None, shape=None):
@@ -79,6 +80,7 @@ def full_like(a, fill_value, dtype=None, order="K", subok=None, shape=None):
     if isinstance(fill_value, np.ndarray):
         raise host_error("cupy.full_like")
     dev = current()
-    r = _wrap(np.full_like(_prototype(a, "cupy.full_like"), fill_value, dtype, order, shape=shape), dev)
+    proto = _prototype(a, "cupy.full_like")
+    r = _wrap(np.full_like(proto, fill_value, dtype, order, shape=shape), dev)
     _fill_cost(dev, fill_value)
     return r

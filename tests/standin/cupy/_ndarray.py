@@ -38,17 +38,18 @@ IMPLICIT_CONVERSION = ("Implicit conversion to a NumPy array is not allowed. "
 
 
 def device_error(found: int, cur: int) -> ValueError:
-    """CuPy without peer access, when a kernel on the current device touches another device's array."""
+    """CuPy without peer access: a kernel on the current device touches another device's array."""
     return ValueError(
-        f"The device where the array resides ({found}) is different from the current device ({cur}). "
-        f"Peer access is unavailable between these devices. (CuPy stand-in: run this work inside "
-        f"`cupy.cuda.Device({found})`, or copy the array to device {cur} first.)")
+        f"The device where the array resides ({found}) is different from the current device "
+        f"({cur}). Peer access is unavailable between these devices. (CuPy stand-in: run this "
+        f"work inside `cupy.cuda.Device({found})`, or copy the array to device {cur} first.)")
 
 
 def host_error(where: str) -> TypeError:
     """CuPy refuses a `numpy.ndarray` operand: "Unsupported type <class 'numpy.ndarray'>"."""
-    return TypeError(f"Unsupported type <class 'numpy.ndarray'> in {where}: a host (NumPy) array met a "
-                     "device operation. Move it to the device with `cupy.asarray(x)` first.")
+    return TypeError(f"Unsupported type <class 'numpy.ndarray'> in {where}: a host (NumPy) "
+                     "array met a device operation. Move it to the device with "
+                     "`cupy.asarray(x)` first.")
 
 
 def _wrap(a: np.ndarray, dev: int, base: "ndarray | None" = None) -> "ndarray":
@@ -74,7 +75,7 @@ def result(r, dev: int):
 
 
 def operand(x, dev: int, where: str):
-    """A ufunc operand: a stand-in array of device `dev` or a scalar (CuPy's rule for kernel arguments)."""
+    """A ufunc operand: a stand-in array of device `dev` or a scalar (CuPy's kernel arguments)."""
     if type(x) is ndarray or isinstance(x, ndarray):
         if x._dev != dev:
             raise device_error(x._dev, dev)
@@ -87,7 +88,7 @@ def operand(x, dev: int, where: str):
 
 
 def unwrap(x, dev: int | None, where: str):
-    """Arguments of a kernel (arrays possibly inside lists/tuples): check devices, give NumPy arrays.
+    """Arguments of a kernel (arrays, also in lists/tuples): check devices, give NumPy arrays.
 
     `dev=None` reads shapes and dtypes only (no kernel): any device is fine.
     """
@@ -104,7 +105,7 @@ def unwrap(x, dev: int | None, where: str):
 
 
 def out_operand(out, dev: int, where: str):
-    """`out=`: must be a stand-in array on the current device (CuPy: a host `out` is a TypeError)."""
+    """`out=`: a stand-in array on the current device (CuPy: a host `out` is a TypeError)."""
     if isinstance(out, tuple):
         return tuple(out_operand(o, dev, where) for o in out)
     if isinstance(out, ndarray):
@@ -121,8 +122,8 @@ def kernel_call(fn, args, kwargs, where: str):
     dev = current()
     out = kwargs.get("out")
     if kwargs:
-        kwargs = {k: (out_operand(v, dev, where) if k == "out" and v is not None else unwrap(v, dev, where))
-                  for k, v in kwargs.items()}
+        kwargs = {k: (out_operand(v, dev, where) if k == "out" and v is not None
+                      else unwrap(v, dev, where)) for k, v in kwargs.items()}
     r = fn(*[unwrap(x, dev, where) for x in args], **kwargs)
     launch(dev)
     if out is not None:
@@ -131,7 +132,7 @@ def kernel_call(fn, args, kwargs, where: str):
 
 
 def as_views(r, sources, where: str):
-    """The NumPy result of a view function: a view of the source it shares memory with, else a copy kernel."""
+    """A view function's NumPy result: a view of the source it shares memory with, else a copy."""
     if isinstance(r, (list, tuple)):
         return type(r)(as_views(x, sources, where) for x in r)
     if not isinstance(r, np.ndarray):
@@ -154,7 +155,7 @@ def _is_basic(key) -> bool:
 
 
 def _index(key, dev: int):
-    """An advanced index: stand-in arrays of device `dev`, lists (uploaded, as CuPy does), basic parts."""
+    """An advanced index: arrays of device `dev`, lists (uploaded, as CuPy), basic parts."""
     if type(key) is tuple:
         return tuple(_index(k, dev) for k in key)
     if isinstance(key, ndarray):
@@ -195,7 +196,8 @@ class _Flags:
                 "OWNDATA": self.owndata}[name.upper()]
 
     def __repr__(self):
-        return f"  C_CONTIGUOUS : {self.c_contiguous}\n  F_CONTIGUOUS : {self.f_contiguous}\n  OWNDATA : {self.owndata}"
+        return (f"  C_CONTIGUOUS : {self.c_contiguous}\n  F_CONTIGUOUS : {self.f_contiguous}\n"
+                f"  OWNDATA : {self.owndata}")
 
 
 class MemoryPointer:
@@ -277,14 +279,15 @@ def _method(fn, name):
 
 
 class ndarray:
-    """A stand-in for `cupy.ndarray`: a NumPy array that knows its device (see the module docstring)."""
+    """A stand-in for `cupy.ndarray`: a NumPy array that knows its device (see the module doc)."""
 
     __slots__ = ("_a", "_dev", "_base", "__weakref__")
     __array_priority__ = 100.0
 
     def __new__(cls, shape, dtype=float, memptr=None, strides=None, order="C"):
         if memptr is not None or strides is not None:
-            raise NotImplementedError("the CuPy stand-in's ndarray(...) takes shape, dtype and order only")
+            raise NotImplementedError("the CuPy stand-in's ndarray(...) takes shape, dtype and "
+                                      "order only")
         return _wrap(np.empty(shape, dtype, order=order), current())
 
     def __del__(self):
@@ -302,12 +305,14 @@ class ndarray:
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         # Real CuPy runs some NumPy ufuncs on the device; the stand-in is stricter and refuses all.
         raise TypeError(f"numpy.{ufunc.__name__} received a cupy.ndarray (CuPy stand-in): use "
-                        f"cupy.{ufunc.__name__} for device arrays, or `.get()` first. " + IMPLICIT_CONVERSION)
+                        f"cupy.{ufunc.__name__} for device arrays, or `.get()` first. "
+                        + IMPLICIT_CONVERSION)
 
     def __array_function__(self, func, types, args, kwargs):
         # Real CuPy dispatches some NumPy functions; the stand-in is stricter and refuses all.
         raise TypeError(f"numpy.{func.__name__} received a cupy.ndarray (CuPy stand-in): use "
-                        f"cupy.{func.__name__} for device arrays, or `.get()` first. " + IMPLICIT_CONVERSION)
+                        f"cupy.{func.__name__} for device arrays, or `.get()` first. "
+                        + IMPLICIT_CONVERSION)
 
     # --- what it is ----------------------------------------------------------------------
     shape = property(lambda self: self._a.shape)
@@ -489,7 +494,8 @@ class ndarray:
         """The way in: copy a NumPy array of the same shape and dtype into this array."""
         # CuPy: "Only numpy.ndarray can be set to cupy.ndarray"
         if not isinstance(arr, np.ndarray):
-            raise TypeError(f"Only numpy.ndarray can be set to cupy.ndarray, found {type(arr).__name__}")
+            raise TypeError(f"Only numpy.ndarray can be set to cupy.ndarray, found "
+                            f"{type(arr).__name__}")
         if arr.shape != self._a.shape:
             raise ValueError(f"Shape mismatch. Old shape: {self._a.shape}, new shape: {arr.shape}")
         if arr.dtype != self._a.dtype:   # CuPy: "{dtype} array cannot be set to {dtype} array"
@@ -508,9 +514,12 @@ class ndarray:
         return self._a.tolist()
 
     def _scalar(self, kind):
-        if self._a.size != 1:
-            raise TypeError(f"only arrays of one element can be converted to a Python scalar ({kind}); "
-                            f"this one has shape {self._a.shape}")
+        if self._a.size != 1:   # NumPy's and CuPy's errors
+            if kind == "bool":
+                raise ValueError("The truth value of an array with more than one element is "
+                                 "ambiguous. Use a.any() or a.all()")
+            raise TypeError(f"only length-1 arrays can be converted to Python scalars ({kind}(); "
+                            f"shape {self._a.shape})")
         host_sync(kind)
         return self._a.reshape(()).item()
 
@@ -562,8 +571,9 @@ class ndarray:
     __ge__ = _binary(np.greater_equal, "ge")[0]
 
 
-for _name, _uf in [("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("truediv", np.true_divide),
-                   ("floordiv", np.floor_divide), ("mod", np.remainder), ("pow", np.power),
+for _name, _uf in [("add", np.add), ("sub", np.subtract), ("mul", np.multiply),
+                   ("truediv", np.true_divide), ("floordiv", np.floor_divide),
+                   ("mod", np.remainder), ("pow", np.power),
                    ("matmul", np.matmul), ("and", np.bitwise_and), ("or", np.bitwise_or),
                    ("xor", np.bitwise_xor), ("lshift", np.left_shift), ("rshift", np.right_shift)]:
     for _f in _binary(_uf, _name):
@@ -574,7 +584,8 @@ for _name, _fn in [("sum", np.sum), ("mean", np.mean), ("max", np.max), ("min", 
                    ("argmax", np.argmax), ("argmin", np.argmin), ("any", np.any), ("all", np.all),
                    ("prod", np.prod), ("std", np.std), ("var", np.var), ("cumsum", np.cumsum),
                    ("cumprod", np.cumprod), ("clip", np.clip), ("round", np.round), ("dot", np.dot),
-                   ("argsort", np.argsort), ("take", np.take), ("repeat", np.repeat), ("conj", np.conj),
+                   ("argsort", np.argsort), ("take", np.take), ("repeat", np.repeat),
+                   ("conj", np.conj),
                    ("trace", np.trace), ("ptp", np.ptp), ("argpartition", np.argpartition),
                    ("searchsorted", np.searchsorted)]:
     setattr(ndarray, _name, _method(_fn, _name))

@@ -22,8 +22,8 @@ def _initial_device_count() -> int:
     try:
         n = int(text)
     except ValueError:
-        raise ValueError(f"MINIDL_STANDIN_DEVICES: expected a whole number of devices (1..{MAX_DEVICES}), "
-                         f"found {text!r}") from None
+        raise ValueError(f"MINIDL_STANDIN_DEVICES: expected a whole number of devices "
+                         f"(1..{MAX_DEVICES}), found {text!r}") from None
     if not 1 <= n <= MAX_DEVICES:
         raise ValueError(f"MINIDL_STANDIN_DEVICES: expected 1..{MAX_DEVICES} devices, found {n}")
     return n

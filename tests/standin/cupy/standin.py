@@ -58,7 +58,7 @@ def set_device_count(n: int) -> int:
     return previous
 
 
-# --- for stand-ins of libraries that take raw device pointers (such as cupy.cuda.nccl) -------------
+# --- for stand-ins of libraries that take raw device pointers (cupy.cuda.nccl) ------------
 def array_at(ptr: int):
     """The live device array whose `.data.ptr` was read as `ptr` (KeyError if none)."""
     ref = _state.pointers.get(ptr)

@@ -112,8 +112,9 @@ class Stream:
     def _check_device(self):
         # CUDA: work submitted to a stream of another device than the current one fails.
         if self.device_id != _state.current():
-            raise RuntimeError(f"Stream of device {self.device_id} used while device {_state.current()} "
-                               "is current: enter `cupy.cuda.Device(stream's device)` first")
+            raise RuntimeError(f"Stream of device {self.device_id} used while device "
+                               f"{_state.current()} is current: enter "
+                               "`cupy.cuda.Device(stream's device)` first")
 
     def __enter__(self):
         self._check_device()
@@ -132,7 +133,7 @@ class Stream:
         return self
 
     def wait_event(self, event: "Event") -> None:
-        """Later work on this stream waits for the work recorded by `event` (CUDA: cudaStreamWaitEvent)."""
+        """Later work on this stream waits for the work `event` recorded (cudaStreamWaitEvent)."""
         if event._device is not None:   # CUDA: waiting on a never-recorded event is a no-op
             self._waited[event._device] = max(self._waited.get(event._device, -1), event._work)
 
@@ -151,7 +152,8 @@ class Stream:
         return True
 
     def __eq__(self, other):
-        return isinstance(other, Stream) and other.ptr == self.ptr and other.device_id == self.device_id
+        return (isinstance(other, Stream) and other.ptr == self.ptr
+                and other.device_id == self.device_id)
 
     def __hash__(self):
         return hash((self.ptr, self.device_id))
@@ -188,12 +190,18 @@ class Event:
     """`cupy.cuda.Event`: marks a point in a device's work."""
 
     def __init__(self, block=False, disable_timing=False, interprocess=False):
+        self._home = _state.current()   # CUDA: an event belongs to the device current when made
         self._device = None   # the device whose work it marks
         self._work = -1       # that device's work count at record time
         self._time = None
 
     def record(self, stream: Stream | None = None) -> None:
         stream = get_current_stream() if stream is None else stream
+        if stream.device_id != self._home:
+            # CUDA: cudaEventRecord of an event and a stream of two devices: an invalid handle
+            raise CUDARuntimeError(400, "cudaErrorInvalidResourceHandle: an Event made on device "
+                                   f"{self._home} cannot record a stream of device "
+                                   f"{stream.device_id}")
         self._device = stream.device_id
         self._work = _state.work[stream.device_id]
         self._time = time.perf_counter()
