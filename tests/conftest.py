@@ -119,14 +119,16 @@ def cupy_counters():
 
 @pytest.fixture
 def cupy_devices():
-    """`need(n)`: this test needs n CUDA devices. The stand-in gets n (restored afterwards);
-    real CuPy skips when the machine has fewer GPUs."""
+    """`need(n)`: this test needs n CUDA devices. The stand-in gets n (restored afterwards;
+    0 is a machine without a GPU); real CuPy skips when the machine has another number."""
     import cupy
     previous = cupy.standin.device_count() if STANDIN else None
 
     def need(n):
         if STANDIN:
             cupy.standin.set_device_count(n)
+        elif n == 0:
+            pytest.skip("needs a machine without a GPU, which real CuPy cannot pretend to be")
         elif cupy.cuda.runtime.getDeviceCount() < n:
             pytest.skip(f"needs {n} GPUs, this machine has {cupy.cuda.runtime.getDeviceCount()}")
         return n

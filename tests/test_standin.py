@@ -91,12 +91,14 @@ def test_a_host_array_on_the_left_assigned_or_as_an_index_is_refused():
 def test_scalars_are_kernel_arguments_and_the_ways_in_and_out_work():
     a = cupy.asarray(np.arange(3.0))
     b = a * 2 + np.float32(1) - np.int64(1)            # Python and NumPy scalars are allowed
-    assert isinstance(b, cupy.ndarray)
+    c = np.float64(2) * a - 1.5 / (a + 1) + 3          # also on the left of an operator
+    assert isinstance(b, cupy.ndarray) and isinstance(c, cupy.ndarray) and c.device.id == 0
     np.testing.assert_array_equal(b.get(), [0.0, 2.0, 4.0])
+    np.testing.assert_allclose(c.get(), [1.5, 4.25, 6.5])
     np.testing.assert_array_equal(cupy.asnumpy(cupy.array([1, 2])), [1, 2])
-    c = cupy.empty(3)
-    c.set(np.array([7.0, 8.0, 9.0]))
-    assert c.tolist() == [7.0, 8.0, 9.0]
+    d = cupy.empty(3)
+    d.set(np.array([7.0, 8.0, 9.0]))
+    assert d.tolist() == [7.0, 8.0, 9.0]
 
 
 # --- (b) devices ---------------------------------------------------------------------------
@@ -179,6 +181,16 @@ def test_a_device_that_does_not_exist_is_refused(cupy_devices):
             pass
 
 
+def test_zero_devices_look_like_a_machine_without_a_gpu(cupy_devices):
+    import minidl
+    cupy_devices(0)
+    with pytest.raises(cupy.cuda.runtime.CUDARuntimeError, match="no CUDA-capable device"):
+        cupy.cuda.runtime.getDeviceCount()
+    assert not minidl.cupy_available()
+    with pytest.raises(RuntimeError, match="no usable CUDA GPU"):
+        minidl.Device("cuda:0")
+
+
 # --- (c) copies between devices, ordered by events -------------------------------------------
 def test_a_peer_copy_after_an_event_lands_on_the_current_device(two):
     a = cupy.arange(6.0).reshape(2, 3) * 2             # kernels on device 0
@@ -214,6 +226,20 @@ def test_a_peer_copy_not_ordered_after_the_source_work_is_refused(two, cupy_coun
     counted = cupy_counters.read()
     assert counted["peer_copy"] == 2 and counted["memcpy"] == 2
     assert counted["syncs_by_kind"] == {"synchronize": 1} and counted["d2h"] == 0
+
+
+def test_a_raw_peer_copy_between_pointers_is_ordered_too(two):
+    a = cupy.arange(4.0) * 2                           # a kernel on device 0
+    with cupy.cuda.Device(1):
+        b = cupy.zeros(4)
+        if STANDIN:
+            with pytest.raises(RuntimeError, match="not ordered after device 0's work"):
+                b.data.copy_from_device_async(a.data, a.nbytes)
+        stream = cupy.cuda.Stream()
+        stream.wait_event(event_on(0))
+        b.data.copy_from_device_async(a.data, a.nbytes, stream)
+        stream.synchronize()
+        assert b.tolist() == [0.0, 2.0, 4.0, 6.0]
 
 
 @stricter

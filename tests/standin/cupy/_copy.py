@@ -22,11 +22,13 @@ from ._ndarray import _wrap, device_error, kernel_call, ndarray
 from ._state import current, device_op, host_sync, launch
 
 
-def check_ordered(src: int, dst: int) -> None:
-    """Refuse a copy src -> dst that nothing orders after device src's work."""
+def check_ordered(src: int, dst: int, stream=None) -> None:
+    """Refuse a copy src -> dst (on `stream`, default dst's current one) that nothing orders
+    after device src's work."""
     from .cuda import get_current_stream
     need = _state.work[src]
-    if get_current_stream()._waited.get(src, -1) >= need or _state.synced[src] >= need:
+    stream = get_current_stream() if stream is None else stream
+    if stream._waited.get(src, -1) >= need or _state.synced[src] >= need:
         return
     raise RuntimeError(
         f"copy from device {src} to device {dst} is not ordered after device {src}'s work: "

@@ -201,13 +201,20 @@ class _Flags:
 
 
 class MemoryPointer:
-    """`ndarray.data`: a device pointer (`ptr`, an int) and its device."""
+    """`ndarray.data`: a device pointer (`ptr`, an int), its device, and copies between pointers.
 
-    __slots__ = ("ptr", "device_id")
+    `copy_from_device(_async)` copies raw bytes into this memory on the current device's
+    stream, under the rules of `ndarray.copy()`: this memory must be the current device's
+    (stricter than CUDA, which would also push into another device), and a source on another
+    device must be ordered after that device's work (see `cupy.cuda`).
+    """
 
-    def __init__(self, ptr: int, device_id: int):
+    __slots__ = ("ptr", "device_id", "_array")
+
+    def __init__(self, ptr: int, device_id: int, array: "ndarray"):
         self.ptr = ptr
         self.device_id = device_id
+        self._array = array
 
     @property
     def device(self):
@@ -216,6 +223,40 @@ class MemoryPointer:
 
     def __int__(self):
         return self.ptr
+
+    def _bytes(self, size: int, where: str) -> np.ndarray:
+        a = self._array._a
+        if not a.flags.c_contiguous or size > a.nbytes:
+            raise ValueError(f"{where}: the CuPy stand-in copies {size} bytes only within one "
+                             f"C-contiguous array ({a.nbytes} bytes here)")
+        return a.reshape(-1).view(np.uint8)[:size]
+
+    def copy_from_device_async(self, src: "MemoryPointer", size: int, stream=None) -> None:
+        from ._copy import check_ordered
+        from .cuda import get_current_stream
+        dev = current()
+        if self.device_id != dev:
+            raise device_error(self.device_id, dev)
+        stream = get_current_stream() if stream is None else stream
+        if src.device_id != dev:
+            check_ordered(src.device_id, dev, stream)
+        self._bytes(size, "copy_from_device")[...] = src._bytes(size, "copy_from_device")
+        device_op(dev, "memcpy")
+        if src.device_id != dev:
+            with _state._lock:
+                _state.counts["peer_copy"] += 1
+
+    def copy_from_device(self, src: "MemoryPointer", size: int) -> None:
+        self.copy_from_device_async(src, size)
+
+    def memset_async(self, value: int, size: int, stream=None) -> None:
+        dev = current()
+        if self.device_id != dev:
+            raise device_error(self.device_id, dev)
+        self._bytes(size, "memset")[...] = value
+        device_op(dev, "memset")
+
+    memset = memset_async
 
 
 def _binary(ufunc, name):
@@ -303,7 +344,15 @@ class ndarray:
         raise TypeError(IMPLICIT_CONVERSION)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        # Real CuPy runs some NumPy ufuncs on the device; the stand-in is stricter and refuses all.
+        if (method == "__call__" and not kwargs and any(isinstance(x, np.generic) for x in inputs)
+                and all(isinstance(x, (ndarray, *_SCALARS)) for x in inputs)):
+            # a NumPy scalar on the left of an operator (`np.float32(2) * a`): CuPy runs it as
+            # a kernel on the device, and so does the stand-in
+            dev = current()
+            r = ufunc(*[operand(x, dev, f"cupy.{ufunc.__name__}") for x in inputs])
+            launch(dev)
+            return result(r, dev)
+        # Real CuPy runs other NumPy ufuncs on the device too; the stand-in refuses them.
         raise TypeError(f"numpy.{ufunc.__name__} received a cupy.ndarray (CuPy stand-in): use "
                         f"cupy.{ufunc.__name__} for device arrays, or `.get()` first. "
                         + IMPLICIT_CONVERSION)
@@ -335,7 +384,7 @@ class ndarray:
     def data(self) -> MemoryPointer:
         ptr = self._a.__array_interface__["data"][0]
         _state.pointers[ptr] = weakref.ref(self, _forget(ptr))   # for `cupy.standin.array_at(ptr)`
-        return MemoryPointer(ptr, self._dev)
+        return MemoryPointer(ptr, self._dev, self)
 
     def __len__(self):
         if self._a.ndim == 0:

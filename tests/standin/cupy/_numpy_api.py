@@ -25,7 +25,7 @@ VIEW_FUNCTIONS = {
     "reshape", "ravel", "transpose", "swapaxes", "moveaxis", "rollaxis", "squeeze", "expand_dims",
     "broadcast_to", "broadcast_arrays", "atleast_1d", "atleast_2d", "atleast_3d", "split",
     "array_split", "hsplit", "vsplit", "dsplit", "diagonal", "flip", "fliplr", "flipud", "real",
-    "asfortranarray", "permute_dims", "matrix_transpose", "unstack",
+    "asfortranarray", "permute_dims", "matrix_transpose", "unstack", "rot90",
 }
 SYNCING_FUNCTIONS = {"nonzero", "argwhere", "flatnonzero", "unique", "extract", "compress",
                      "trim_zeros"}

@@ -23,9 +23,9 @@ def _initial_device_count() -> int:
         n = int(text)
     except ValueError:
         raise ValueError(f"MINIDL_STANDIN_DEVICES: expected a whole number of devices "
-                         f"(1..{MAX_DEVICES}), found {text!r}") from None
-    if not 1 <= n <= MAX_DEVICES:
-        raise ValueError(f"MINIDL_STANDIN_DEVICES: expected 1..{MAX_DEVICES} devices, found {n}")
+                         f"(0..{MAX_DEVICES}), found {text!r}") from None
+    if not 0 <= n <= MAX_DEVICES:
+        raise ValueError(f"MINIDL_STANDIN_DEVICES: expected 0..{MAX_DEVICES} devices, found {n}")
     return n
 
 

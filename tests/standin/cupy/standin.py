@@ -51,9 +51,9 @@ def device_count() -> int:
 
 
 def set_device_count(n: int) -> int:
-    """Give the stand-in `n` devices (1..16); returns the previous count."""
-    if not isinstance(n, int) or not 1 <= n <= _state.MAX_DEVICES:
-        raise ValueError(f"set_device_count: expected 1..{_state.MAX_DEVICES} devices, found {n!r}")
+    """Give the stand-in `n` devices (0..16; 0: a machine without a GPU); returns the previous."""
+    if not isinstance(n, int) or not 0 <= n <= _state.MAX_DEVICES:
+        raise ValueError(f"set_device_count: expected 0..{_state.MAX_DEVICES} devices, found {n!r}")
     previous, _state.device_count = _state.device_count, n
     return previous
 

@@ -34,6 +34,8 @@ def check_device(dev: int) -> int:
 
 
 def getDeviceCount() -> int:
+    if _state.device_count == 0:   # CUDA on a machine without a GPU
+        raise CUDARuntimeError(100, "cudaErrorNoDevice: no CUDA-capable device is detected")
     return _state.device_count
 
 
