@@ -338,6 +338,16 @@ def test_a_host_read_inside_fuse_is_refused(cupy_counters):
         bad(cupy.ones(2))
 
 
+@stricter
+@pytest.mark.parametrize("body", [lambda x: x @ x, lambda x: x[0] + 1, lambda x: x.reshape(2, 2),
+                                  lambda x: cupy.zeros(4) + x, lambda x: cupy.concatenate([x, x])])
+def test_fuse_takes_only_elementwise_ops_and_reductions(body):
+    x = cupy.arange(4.0)
+    assert float(cupy.fuse(lambda x: cupy.sum(x * 2 + 1))(x)) == 16.0
+    with pytest.raises(TypeError, match="cupy.fuse"):
+        cupy.fuse(body)(x)
+
+
 def test_kernels_are_counted_per_device(two, cupy_counters):
     cupy.ones(2) + 1
     with cupy.cuda.Device(1):

@@ -27,7 +27,7 @@ import weakref
 import numpy as np
 
 from . import _state
-from ._state import current, device_op, host_sync, launch
+from ._state import current, device_op, host_sync, launch, refuse_in_fuse
 
 _new = object.__new__
 _SCALARS = (int, float, bool, complex, np.generic)
@@ -117,8 +117,13 @@ def out_operand(out, dev: int, where: str):
     raise TypeError(f"{where}: out= must be a cupy.ndarray, found {type(out).__name__}")
 
 
+FUSABLE = {np.sum, np.prod, np.max, np.min, np.amax, np.amin}   # reductions cupy.fuse takes
+
+
 def kernel_call(fn, args, kwargs, where: str):
     """Run NumPy's `fn` as ONE kernel on the current device; wrap its result there."""
+    if fn not in FUSABLE:
+        refuse_in_fuse(where)
     dev = current()
     out = kwargs.get("out")
     if kwargs:
@@ -261,8 +266,11 @@ class MemoryPointer:
 
 def _binary(ufunc, name):
     where = f"cupy.{ufunc.__name__}"
+    gufunc = ufunc.signature is not None   # matmul: not elementwise, so not inside cupy.fuse
 
     def op(self, other):
+        if gufunc:
+            refuse_in_fuse(where)
         if isinstance(other, np.ndarray):
             raise host_error(where)
         if not isinstance(other, (ndarray, *_SCALARS)):
@@ -275,6 +283,8 @@ def _binary(ufunc, name):
         return result(r, dev)
 
     def rop(self, other):
+        if gufunc:
+            refuse_in_fuse(where)
         if isinstance(other, np.ndarray):
             raise host_error(where)
         if not isinstance(other, _SCALARS):
@@ -287,6 +297,8 @@ def _binary(ufunc, name):
         return result(r, dev)
 
     def iop(self, other):
+        if gufunc:
+            refuse_in_fuse(where)
         dev = current()
         if self._dev != dev:
             raise device_error(self._dev, dev)
@@ -400,6 +412,7 @@ class ndarray:
 
     # --- views (no kernel, the base's device) -------------------------------------------------
     def _view(self, a: np.ndarray) -> "ndarray":
+        refuse_in_fuse("a view (indexing, reshape, transpose, ...)")
         return _wrap(a, self._dev, self if self._base is None else self._base)
 
     @property
@@ -453,6 +466,7 @@ class ndarray:
         return result(r, dev)
 
     def __setitem__(self, key, value):
+        refuse_in_fuse("indexing")
         dev = current()                 # always a kernel (a fill, copy or scatter)
         if self._dev != dev:
             raise device_error(self._dev, dev)

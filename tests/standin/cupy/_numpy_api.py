@@ -19,7 +19,7 @@ import functools
 import numpy as np
 
 from ._ndarray import as_views, kernel_call, ndarray, operand, out_operand, result, unwrap
-from ._state import current, host_sync, launch
+from ._state import current, host_sync, launch, refuse_in_fuse
 
 VIEW_FUNCTIONS = {
     "reshape", "ravel", "transpose", "swapaxes", "moveaxis", "rollaxis", "squeeze", "expand_dims",
@@ -53,6 +53,8 @@ class ufunc:
         self.nin, self.nout, self.nargs = u.nin, u.nout, u.nargs
 
     def __call__(self, *args, out=None, dtype=None, casting="same_kind"):
+        if self._u.signature is not None:   # matmul: not elementwise
+            refuse_in_fuse(f"cupy.{self.__name__}")
         if len(args) > self.nin:
             if out is not None or len(args) != self.nin + self.nout:
                 raise TypeError(f"cupy.{self.__name__}: expected {self.nin} inputs (and out=), "

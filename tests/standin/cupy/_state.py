@@ -65,6 +65,13 @@ def fusing() -> bool:
     return getattr(_tls, "fuse", 0) > 0
 
 
+def refuse_in_fuse(what: str) -> None:
+    """CuPy's fuse compiles ONE elementwise kernel (with reductions): anything else fails there."""
+    if getattr(_tls, "fuse", 0):
+        raise TypeError(f"{what} inside a function compiled by cupy.fuse: CuPy fuses only "
+                        "elementwise operations and reductions into its one kernel")
+
+
 def launch(dev: int) -> None:
     """One kernel launched on device `dev` (counted once per fused call inside `cupy.fuse`)."""
     with _lock:
