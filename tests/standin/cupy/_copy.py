@@ -8,8 +8,8 @@
   `Device(dst)`), so that the result really lives where it was asked for.
 * A copy from another device is a peer memcpy on the current stream: allowed
   for a C-contiguous array (stricter than CuPy, which would first run a kernel
-  on the source device for another layout) once ordered after the source
-  device's work (an Event the current stream waited on, or a host sync of the
+  on the source device for another layout, after any event the caller recorded:
+  a race) once ordered after the source device's work (an Event the current stream waited on, or a host sync of the
   source device; see `cupy.cuda`). Unordered, it raises RuntimeError: on a GPU
   it would silently race.
 """
@@ -55,8 +55,9 @@ def copy_array(a: ndarray, order: str = "C") -> ndarray:
         raise ValueError(
             f"copy of a non-contiguous array from device {a._dev} to device {dev}: the CuPy "
             f"stand-in only copies C-contiguous arrays between devices (a plain peer memcpy). "
-            f"Make it contiguous on device {a._dev} first (cupy.ascontiguousarray inside "
-            f"cupy.cuda.Device({a._dev})).")
+            f"CuPy would first make it contiguous with a kernel on device {a._dev}, after any "
+            f"event you recorded there, so nothing would order the copy after that kernel. "
+            f"Make it contiguous inside cupy.cuda.Device({a._dev}) before recording the event.")
     check_ordered(a._dev, dev)
     device_op(dev, "memcpy")
     with _state._lock:

@@ -489,8 +489,8 @@ class ndarray:
 
         From another device (CuPy: a peer memcpy on the current stream) only a
         C-contiguous array can be copied (stricter than CuPy, which would first
-        run a kernel on the source device), and only once ordered after the
-        source device's work (see `cupy.cuda`).
+        run a kernel on the source device, after any event the caller recorded),
+        and only once ordered after the source device's work (see `cupy.cuda`).
         """
         from ._copy import copy_array
         return copy_array(self, order)
