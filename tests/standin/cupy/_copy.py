@@ -6,12 +6,12 @@
   does). Of an array of ANOTHER device, real CuPy also returns `a` unchanged;
   the stand-in copies it instead (a peer memcpy, as `cupy.copy` under
   `Device(dst)`), so that the result really lives where it was asked for.
-* A copy from another device is a peer memcpy on the current stream: allowed
+* A copy from another device is a peer memcpy on the current stream, allowed
   for a C-contiguous array (stricter than CuPy, which would first run a kernel
   on the source device for another layout, after any event the caller recorded:
-  a race) once ordered after the source device's work (an Event the current stream waited on, or a host sync of the
-  source device; see `cupy.cuda`). Unordered, it raises RuntimeError: on a GPU
-  it would silently race.
+  a race) once ordered after the source device's work: an Event the current
+  stream waited on, or a host sync of the source device (see `cupy.cuda`).
+  Unordered, it raises RuntimeError: on a GPU it would silently race.
 """
 from __future__ import annotations
 
