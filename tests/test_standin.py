@@ -243,6 +243,20 @@ def test_a_raw_peer_copy_between_pointers_is_ordered_too(two):
 
 
 @stricter
+def test_an_event_orders_the_work_of_its_own_stream_only(two):
+    side = on(0, lambda: cupy.cuda.Stream(non_blocking=True))
+    a = cupy.arange(4.0) + 1                           # on device 0's null stream
+    with cupy.cuda.Device(0), side:
+        b = a * 2                                      # on device 0's other stream
+    with cupy.cuda.Device(1):
+        cupy.cuda.get_current_stream().wait_event(event_on(0))   # the null stream's work only
+        with pytest.raises(RuntimeError, match="not ordered"):
+            cupy.asarray(b)
+        side.synchronize()                             # the host waited for the other stream
+        assert cupy.asarray(b).device.id == 1
+
+
+@stricter
 def test_only_contiguous_arrays_are_copied_between_devices(two):
     a = cupy.arange(6.0).reshape(2, 3)
     cupy.cuda.Device(0).synchronize()

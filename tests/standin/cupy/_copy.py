@@ -26,9 +26,9 @@ def check_ordered(src: int, dst: int, stream=None) -> None:
     """Refuse a copy src -> dst (on `stream`, default dst's current one) that nothing orders
     after device src's work."""
     from .cuda import get_current_stream
-    need = _state.work[src]
     stream = get_current_stream() if stream is None else stream
-    if stream._waited.get(src, -1) >= need or _state.synced[src] >= need:
+    unordered = [s for s, n in _state.pending(src).items() if stream._waited.get((src, s), 0) < n]
+    if not unordered:
         return
     raise RuntimeError(
         f"copy from device {src} to device {dst} is not ordered after device {src}'s work: "
