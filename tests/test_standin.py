@@ -507,12 +507,16 @@ def test_the_standin_says_what_it_is(two):
 
 
 @stricter
-def test_raw_pointers_lead_back_to_their_array(two):
+def test_library_stand_ins_find_arrays_by_pointer_count_and_check_order(two, cupy_counters):
     with cupy.cuda.Device(1):
         a = cupy.arange(4.0)
     found = cupy.standin.array_at(a.data.ptr)
     assert found is a and found.device.id == 1
     cupy.standin.host_view(a)[0] = 9.0                 # shared memory, as a library would write
+    cupy.standin.launch(1)                             # ... in one kernel on device 1
+    assert cupy_counters.kernels(1) == 1
+    with pytest.raises(RuntimeError, match="not ordered"):
+        cupy.standin.check_ordered(1, 0)
     with cupy.cuda.Device(1):
         assert float(a[0]) == 9.0
 

@@ -93,9 +93,10 @@ def refuse_in_fuse(what: str) -> None:
                         "elementwise operations and reductions into its one kernel")
 
 
-def launch(dev: int) -> None:
-    """One kernel launched on device `dev` (counted once per fused call inside `cupy.fuse`)."""
-    stream = _stream_of(dev)
+def launch(dev: int, stream: int | None = None) -> None:
+    """One kernel launched on device `dev` (counted once per fused call inside `cupy.fuse`),
+    on `stream` (a ptr; default this thread's current stream of `dev`)."""
+    stream = _stream_of(dev) if stream is None else stream
     with _lock:
         work[dev] += 1
         last_on[(dev, stream)] = work[dev]

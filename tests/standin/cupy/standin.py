@@ -73,6 +73,14 @@ def host_view(a):
     return a._a
 
 
-def launch(device: int) -> None:
-    """Count one kernel on `device` (a library call that runs on the device, e.g. an all-reduce)."""
-    _state.launch(device)
+def launch(device: int, stream_ptr: int | None = None) -> None:
+    """Count one kernel on `device` (a library call that runs there, e.g. an all-reduce), given to
+    the stream whose `ptr` is `stream_ptr` (default: the current stream of `device`)."""
+    _state.launch(device, stream_ptr)
+
+
+def check_ordered(src: int, dst: int, stream=None) -> None:
+    """Raise RuntimeError unless `stream` (default: `dst`'s current one) is ordered after all of
+    device `src`'s work: what a library reading `src`'s memory from `dst` must check."""
+    from ._copy import check_ordered as check
+    check(src, dst, stream)
