@@ -512,6 +512,7 @@ def test_library_stand_ins_find_arrays_by_pointer_count_and_check_order(two, cup
         a = cupy.arange(4.0)
     found = cupy.standin.array_at(a.data.ptr)
     assert found is a and found.device.id == 1
+    cupy_counters.reset()
     cupy.standin.host_view(a)[0] = 9.0                 # shared memory, as a library would write
     cupy.standin.launch(1)                             # ... in one kernel on device 1
     assert cupy_counters.kernels(1) == 1
