@@ -197,7 +197,7 @@ def test_a_peer_copy_after_an_event_lands_on_the_current_device(two):
     ev = event_on(0)
     with cupy.cuda.Device(1):
         cupy.cuda.get_current_stream().wait_event(ev)
-        copies = [a.copy(), cupy.copy(a)] + ([cupy.asarray(a)] if STANDIN else [])
+        copies = [a.copy(), cupy.copy(a)]
         for c in copies:
             assert c.device.id == 1
             np.testing.assert_array_equal(c.get(), np.arange(6.0).reshape(2, 3) * 2)
@@ -213,9 +213,9 @@ def test_a_peer_copy_not_ordered_after_the_source_work_is_refused(two, cupy_coun
     with cupy.cuda.Device(1):
         cupy.cuda.get_current_stream().wait_event(ev)
         with pytest.raises(RuntimeError, match="not ordered after device 0's work"):
-            cupy.asarray(b)
+            cupy.copy(b)
         cupy.cuda.get_current_stream().wait_event(event_on(0))
-        assert cupy.asarray(b).device.id == 1          # ordered now
+        assert cupy.copy(b).device.id == 1             # ordered now
     c = a * 2
     with cupy.cuda.Device(1):
         with pytest.raises(RuntimeError, match="Event"):
@@ -251,9 +251,9 @@ def test_an_event_orders_the_work_of_its_own_stream_only(two):
     with cupy.cuda.Device(1):
         cupy.cuda.get_current_stream().wait_event(event_on(0))   # the null stream's work only
         with pytest.raises(RuntimeError, match="not ordered"):
-            cupy.asarray(b)
+            b.copy()
         side.synchronize()                             # the host waited for the other stream
-        assert cupy.asarray(b).device.id == 1
+        assert b.copy().device.id == 1
 
 
 @stricter
@@ -266,14 +266,21 @@ def test_only_contiguous_arrays_are_copied_between_devices(two):
         assert a.copy().device.id == 1
 
 
+def test_asarray_of_a_device_array_moves_nothing(two):
+    a = cupy.zeros(3)
+    with cupy.cuda.Device(1):
+        assert cupy.asarray(a) is a and a.device.id == 0   # even from another device
+    assert cupy.asarray(a) is a
+    assert cupy.asarray(a, dtype=cupy.float32).device.id == 0
+
+
 @stricter
-def test_asarray_of_another_devices_array_is_a_copy_there(two):
+def test_array_of_another_devices_array_is_refused(two):
     a = cupy.zeros(3)
     cupy.cuda.Device(0).synchronize()
     with cupy.cuda.Device(1):
-        b = cupy.asarray(a)                            # real CuPy would return `a` itself
-    assert b is not a and b.device.id == 1
-    assert cupy.asarray(a) is a                        # same device: no copy, as CuPy
+        with pytest.raises(ValueError, match="is different from the current device"):
+            cupy.array(a)
 
 
 @stricter

@@ -2,10 +2,10 @@
 
 * In: `asarray`/`array` of host data is a host-to-device transfer onto the
   current device. Out: `asnumpy`/`.get()` is a device-to-host transfer and a sync.
-* `asarray(a)` of an array of the current device returns `a` itself (CuPy
-  does). Of an array of ANOTHER device, real CuPy also returns `a` unchanged;
-  the stand-in copies it instead (a peer memcpy, as `cupy.copy` under
-  `Device(dst)`), so that the result really lives where it was asked for.
+* `asarray(a)` of a device array returns `a` itself, as CuPy does, even when
+  `a` lives on another device than the current one: it moves nothing. Moving
+  takes `cupy.copy(a)` or `a.copy()` under `Device(dst)`; `cupy.array(a)` from
+  another device raises ValueError (stricter than CuPy, where unsure).
 * A copy from another device is a peer memcpy on the current stream, allowed
   for a C-contiguous array (stricter than CuPy, which would first run a kernel
   on the source device for another layout, after any event the caller recorded:
@@ -89,16 +89,12 @@ def _holds_device_arrays(obj) -> bool:
 
 
 def asarray(a, dtype=None, order=None, blocking=False):
-    """CuPy's `asarray`: no copy for an array of the current device with the same dtype."""
+    """CuPy's `asarray`: a device array with the same dtype is returned as it is, even one of
+    another device (moving it takes `cupy.copy` or `a.copy()` under the destination device)."""
     if isinstance(a, ndarray):
-        dev = current()
-        if a._dev != dev:
-            if dtype is not None and np.dtype(dtype) != a._a.dtype:
-                raise device_error(a._dev, dev)    # a cast reads the other device: a kernel
-            return copy_array(a)
         if dtype is None or np.dtype(dtype) == a._a.dtype:
             return a
-        return a.astype(dtype)
+        return a.astype(dtype)      # a cast kernel on the current device
     return _upload(a, dtype, order)
 
 
@@ -111,6 +107,10 @@ def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, blocking=
     if isinstance(obj, ndarray):
         if not copy:
             return asarray(obj, dtype)
+        dev = current()
+        if obj._dev != dev:
+            # stricter than CuPy where unsure: CuPy's array() copies through astype, a kernel
+            raise device_error(obj._dev, dev)
         r = copy_array(obj, "C" if order in ("K", "A") else order)
         return r if dtype is None or np.dtype(dtype) == r._a.dtype else r.astype(dtype, copy=False)
     return _upload(obj, dtype, None if order == "K" else order)

@@ -5,8 +5,8 @@ Devices, streams and events, held to CuPy's rules:
 * `Device(i)` is a context manager; the current device is per host thread and
   starts at 0 in every thread (CUDA: `cudaSetDevice` is thread-local).
 * Each device has a current stream (default: its null stream), per thread.
-* Ordering between devices: a copy from device S into device D (`cupy.asarray`,
-  `ndarray.copy()` under `Device(D)`) is a peer memcpy on D's current stream. On
+* Ordering between devices: a copy from device S into device D (`cupy.copy(a)`,
+  `a.copy()` under `Device(D)`) is a peer memcpy on D's current stream. On
   a GPU nothing orders that memcpy after the work S was given before: it runs on
   S's streams, so CuPy would silently copy half-written data. The stand-in
   refuses such a copy (RuntimeError) unless, for EVERY stream of S that was
