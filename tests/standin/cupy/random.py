@@ -36,7 +36,7 @@ class _DeviceGenerator:
             raise device_error(self._device, dev)
         r = make(self._g, *unwrap(params, dev, "cupy.random"))
         launch(dev)
-        return _wrap(np.asarray(r), dev)
+        return None if r is None else _wrap(np.asarray(r), dev)
 
     def uniform(self, low=0.0, high=1.0, size=None, dtype=float):
         return self._draw(lambda g, lo, hi: g.uniform(lo, hi, _size(size)).astype(dtype),
