@@ -99,9 +99,14 @@ class Communicator:
     def allreduce_gradients(self, params):
         """Replace each parameter's .grad by the mean over the ranks."""
 
-    def batch_totals(self, value, errors: dict, n: int):
-        """(mean loss, {k: errors}, images) of the global batch from this rank's share."""
-        return value, errors, n
+    def sum_counts(self, sums, n: int):
+        """(sums, images) over all ranks of a rank's running sums (loss x images, top-k
+        errors: a NumPy vector) over its n images."""
+        return sums, n
+
+    def root_decides(self, flag: bool) -> bool:
+        """Rank 0's `flag` on every rank (a decision by the clock: when to checkpoint)."""
+        return flag
 
     def combine_means(self, result: dict) -> dict:
         """An `evaluate` result {"loss", "top1", ..., "n"} of this rank's share -> all ranks'."""
@@ -254,11 +259,14 @@ class MPICommunicator(Communicator):
         else:
             self.comm.Allreduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM)
 
-    def batch_totals(self, value, errors, n):
-        keys = sorted(errors)
-        total = self.sum([value * n, n, *(errors[k] for k in keys)])
-        return (float(total[0] / total[1]), {k: int(round(e)) for k, e in zip(keys, total[2:])},
-                int(total[1]))
+    def sum_counts(self, sums, n):
+        total = self.sum([*np.asarray(sums, np.float64), n])
+        return total[:-1], int(total[-1])
+
+    def root_decides(self, flag):
+        flag = np.array([bool(flag)], np.int8)
+        self.comm.Bcast(flag, root=0)
+        return bool(flag[0])
 
     def combine_means(self, result):
         keys = sorted(k for k in result if k != "n")

@@ -13,9 +13,8 @@ import os
 import sys
 
 _STANDIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin")
-COUNTING_NEEDS_STANDIN = ("counts kernels, transfers and syncs: only the CuPy stand-in can count them "
-                          "(MINIDL_TEST_CUPY=standin); real CuPy cannot")
-STRICTER_THAN_CUPY = "a rule where the stand-in is stricter than real CuPy, which allows this"
+COUNTING_NEEDS_STANDIN = ("counts kernels, transfers and syncs: only the CuPy stand-in can count "
+                          "them (MINIDL_TEST_CUPY=standin); real CuPy cannot")
 
 
 def _real_cupy_with_gpu():
@@ -39,12 +38,15 @@ def _choose_cupy():
         if usable:
             return "real"
         if asked == "real":
-            raise RuntimeError(f"MINIDL_TEST_CUPY=real, but CuPy with a GPU is not usable here ({why}). "
-                               "Unset it to run the device tests on the CuPy stand-in.")
-        for name in [m for m in sys.modules if m == "cupy" or m.startswith(("cupy.", "cupyx", "cupy_backends"))]:
-            del sys.modules[name]       # a CuPy without a GPU: forget it, the stand-in takes its place
+            raise RuntimeError(f"MINIDL_TEST_CUPY=real, but CuPy with a GPU is not usable here "
+                               f"({why}). Unset it to run the device tests on the CuPy stand-in.")
+        # a CuPy without a GPU: forget it, the stand-in takes its place
+        for name in [m for m in sys.modules
+                     if m == "cupy" or m.startswith(("cupy.", "cupyx", "cupy_backends"))]:
+            del sys.modules[name]
     sys.path.insert(0, _STANDIN_DIR)
-    os.environ["PYTHONPATH"] = os.pathsep.join([_STANDIN_DIR] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    inherited = [p for p in [os.environ.get("PYTHONPATH")] if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join([_STANDIN_DIR] + inherited)
     import cupy
     assert cupy.__standin__, cupy.__file__
     return "standin"
@@ -65,8 +67,8 @@ def pytest_report_header(config):
 
 
 class CupyCounters:
-    """Read the stand-in's counters: `c.read()` (a dict, see `cupy.standin.counters`), `c["kernels"]`,
-    `c.kernels(device)`, `c.reset()`, and `with c.count() as n:` for one block."""
+    """Read the stand-in's counters: `c.read()` (a dict, see `cupy.standin.counters`),
+    `c["kernels"]`, `c.kernels(device)`, `c.reset()`, and `with c.count() as n:` for one block."""
 
     def __init__(self):
         import cupy
@@ -90,6 +92,16 @@ class CupyCounters:
         return self._standin.count()
 
 
+@pytest.fixture(autouse=True)
+def _cuda_device_zero_after_each_test():
+    """A test that leaves another CUDA device current (e.g. by an error inside a context) would
+    change the next test's device: every test starts on device 0, as a fresh thread does."""
+    yield
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and cupy.cuda.runtime.getDevice() != 0:
+        cupy.cuda.Device(0).use()
+
+
 @pytest.fixture(scope="session")
 def cupy_mode():
     """'standin' or 'real': which CuPy the device tests run on."""
@@ -98,7 +110,8 @@ def cupy_mode():
 
 @pytest.fixture
 def cupy_counters():
-    """The stand-in's counters, reset; a test that asserts counts skips on real CuPy (it cannot count)."""
+    """The stand-in's counters, reset; a test asserting counts skips on real CuPy (which
+    cannot count)."""
     if not STANDIN:
         pytest.skip(COUNTING_NEEDS_STANDIN)
     return CupyCounters()
@@ -106,14 +119,16 @@ def cupy_counters():
 
 @pytest.fixture
 def cupy_devices():
-    """`need(n)`: this test needs n CUDA devices. The stand-in gets n (restored afterwards);
-    real CuPy skips when the machine has fewer GPUs."""
+    """`need(n)`: this test needs n CUDA devices. The stand-in gets n (restored afterwards;
+    0 is a machine without a GPU); real CuPy skips when the machine has another number."""
     import cupy
     previous = cupy.standin.device_count() if STANDIN else None
 
     def need(n):
         if STANDIN:
             cupy.standin.set_device_count(n)
+        elif n == 0:
+            pytest.skip("needs a machine without a GPU, which real CuPy cannot pretend to be")
         elif cupy.cuda.runtime.getDeviceCount() < n:
             pytest.skip(f"needs {n} GPUs, this machine has {cupy.cuda.runtime.getDeviceCount()}")
         return n

@@ -34,8 +34,9 @@ __standin__ = True
 __version__ = "13.0.0+standin"
 
 # dtypes and constants are NumPy's, as in CuPy
-from numpy import (bool_, complex64, complex128, dtype, e, float16, float32, float64, inf,  # noqa: E402
-                   int8, int16, int32, int64, intp, nan, newaxis, pi, uint8, uint16, uint32, uint64)
+from numpy import (bool_, complex64, complex128, dtype, e, float16, float32,  # noqa: E402, F401
+                   float64, inf, int8, int16, int32, int64, intp, nan, newaxis, pi, uint8,
+                   uint16, uint32, uint64)
 
 float_ = float64
 int_ = int64
@@ -66,8 +67,8 @@ def __getattr__(name: str):
     return obj
 
 
-__all__ = ["array", "asanyarray", "asarray", "ascontiguousarray", "asnumpy", "copy", "cuda", "empty",
-           "empty_like", "full", "full_like", "fuse", "get_array_module", "get_default_memory_pool",
-           "get_default_pinned_memory_pool", "lib", "ndarray", "ones", "ones_like", "random", "standin",
-           "ufunc", "where", "zeros", "zeros_like"]
+__all__ = ["array", "asanyarray", "asarray", "ascontiguousarray", "asnumpy", "copy", "cuda",
+           "empty", "empty_like", "full", "full_like", "fuse", "get_array_module",
+           "get_default_memory_pool", "get_default_pinned_memory_pool", "lib", "ndarray", "ones",
+           "ones_like", "random", "standin", "ufunc", "where", "zeros", "zeros_like"]
 assert _state

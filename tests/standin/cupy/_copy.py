@@ -2,16 +2,16 @@
 
 * In: `asarray`/`array` of host data is a host-to-device transfer onto the
   current device. Out: `asnumpy`/`.get()` is a device-to-host transfer and a sync.
-* `asarray(a)` of an array of the current device returns `a` itself (CuPy
-  does). Of an array of ANOTHER device, real CuPy also returns `a` unchanged;
-  the stand-in copies it instead (a peer memcpy, as `cupy.copy` under
-  `Device(dst)`), so that the result really lives where it was asked for.
-* A copy from another device is a peer memcpy on the current stream: allowed
+* `asarray(a)` of a device array returns `a` itself, as CuPy does, even when
+  `a` lives on another device than the current one: it moves nothing. Moving
+  takes `cupy.copy(a)` or `a.copy()` under `Device(dst)`; `cupy.array(a)` from
+  another device raises ValueError (stricter than CuPy, where unsure).
+* A copy from another device is a peer memcpy on the current stream, allowed
   for a C-contiguous array (stricter than CuPy, which would first run a kernel
-  on the source device for another layout) once ordered after the source
-  device's work (an Event the current stream waited on, or a host sync of the
-  source device; see `cupy.cuda`). Unordered, it raises RuntimeError: on a GPU
-  it would silently race.
+  on the source device for another layout, after any event the caller recorded:
+  a race) once ordered after the source device's work: an Event the current
+  stream waited on, or a host sync of the source device (see `cupy.cuda`).
+  Unordered, it raises RuntimeError: on a GPU it would silently race.
 """
 from __future__ import annotations
 
@@ -22,17 +22,20 @@ from ._ndarray import _wrap, device_error, kernel_call, ndarray
 from ._state import current, device_op, host_sync, launch
 
 
-def check_ordered(src: int, dst: int) -> None:
-    """Refuse a copy src -> dst that nothing orders after device src's work."""
+def check_ordered(src: int, dst: int, stream=None) -> None:
+    """Refuse a copy src -> dst (on `stream`, default dst's current one) that nothing orders
+    after device src's work."""
     from .cuda import get_current_stream
-    need = _state.work[src]
-    if get_current_stream()._waited.get(src, -1) >= need or _state.synced[src] >= need:
+    stream = get_current_stream() if stream is None else stream
+    unordered = [s for s, n in _state.pending(src).items() if stream._waited.get((src, s), 0) < n]
+    if not unordered:
         return
     raise RuntimeError(
-        f"copy from device {src} to device {dst} is not ordered after device {src}'s work: record a "
-        f"cupy.cuda.Event on device {src}'s stream after that work and make device {dst}'s current stream "
-        f"wait for it (stream.wait_event(event)), or synchronize device {src} first. (CuPy stand-in, stricter "
-        f"than CuPy: on a GPU this copy would run without waiting and could read half-written data.)")
+        f"copy from device {src} to device {dst} is not ordered after device {src}'s work: "
+        f"record a cupy.cuda.Event on device {src}'s stream after that work and make device "
+        f"{dst}'s current stream wait for it (stream.wait_event(event)), or synchronize device "
+        f"{src} first. (CuPy stand-in, stricter than CuPy: on a GPU this copy would run without "
+        f"waiting and could read half-written data.)")
 
 
 def copy_array(a: ndarray, order: str = "C") -> ndarray:
@@ -40,7 +43,8 @@ def copy_array(a: ndarray, order: str = "C") -> ndarray:
     dev = current()
     src = a._a
     if a._dev == dev:
-        plain = (src.flags.c_contiguous and order in "CKA") or (src.flags.f_contiguous and order in "FKA")
+        plain = ((src.flags.c_contiguous and order in "CKA")
+                 or (src.flags.f_contiguous and order in "FKA"))
         r = src.copy(order=order)
         if plain:
             device_op(dev, "memcpy")
@@ -49,9 +53,11 @@ def copy_array(a: ndarray, order: str = "C") -> ndarray:
         return _wrap(r, dev)
     if not src.flags.c_contiguous:
         raise ValueError(
-            f"copy of a non-contiguous array from device {a._dev} to device {dev}: the CuPy stand-in only "
-            f"copies C-contiguous arrays between devices (a plain peer memcpy). Make it contiguous on device "
-            f"{a._dev} first (cupy.ascontiguousarray inside cupy.cuda.Device({a._dev})).")
+            f"copy of a non-contiguous array from device {a._dev} to device {dev}: the CuPy "
+            f"stand-in only copies C-contiguous arrays between devices (a plain peer memcpy). "
+            f"CuPy would first make it contiguous with a kernel on device {a._dev}, after any "
+            f"event you recorded there, so nothing would order the copy after that kernel. "
+            f"Make it contiguous inside cupy.cuda.Device({a._dev}) before recording the event.")
     check_ordered(a._dev, dev)
     device_op(dev, "memcpy")
     with _state._lock:
@@ -61,8 +67,8 @@ def copy_array(a: ndarray, order: str = "C") -> ndarray:
 
 def copy(a, order="K"):
     if isinstance(a, np.ndarray):
-        raise TypeError("cupy.copy: expected a cupy.ndarray, found a numpy.ndarray; use cupy.asarray(x) "
-                        "to upload host data")
+        raise TypeError("cupy.copy: expected a cupy.ndarray, found a numpy.ndarray; "
+                        "use cupy.asarray(x) to upload host data")
     return copy_array(a, "C" if order == "K" else order)
 
 
@@ -83,16 +89,12 @@ def _holds_device_arrays(obj) -> bool:
 
 
 def asarray(a, dtype=None, order=None, blocking=False):
-    """CuPy's `asarray`: no copy for an array of the current device with the same dtype."""
+    """CuPy's `asarray`: a device array with the same dtype is returned as it is, even one of
+    another device (moving it takes `cupy.copy` or `a.copy()` under the destination device)."""
     if isinstance(a, ndarray):
-        dev = current()
-        if a._dev != dev:
-            if dtype is not None and np.dtype(dtype) != a._a.dtype:
-                raise device_error(a._dev, dev)    # a cast reads the other device: a kernel
-            return copy_array(a)
         if dtype is None or np.dtype(dtype) == a._a.dtype:
             return a
-        return a.astype(dtype)
+        return a.astype(dtype)      # a cast kernel on the current device
     return _upload(a, dtype, order)
 
 
@@ -105,13 +107,17 @@ def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, blocking=
     if isinstance(obj, ndarray):
         if not copy:
             return asarray(obj, dtype)
+        dev = current()
+        if obj._dev != dev:
+            # stricter than CuPy where unsure: CuPy's array() copies through astype, a kernel
+            raise device_error(obj._dev, dev)
         r = copy_array(obj, "C" if order in ("K", "A") else order)
         return r if dtype is None or np.dtype(dtype) == r._a.dtype else r.astype(dtype, copy=False)
     return _upload(obj, dtype, None if order == "K" else order)
 
 
 def ascontiguousarray(a, dtype=None):
-    """CuPy returns `a` itself when it is already C-contiguous with that dtype; else a copy kernel."""
+    """`a` itself when already C-contiguous with that dtype (as CuPy); else a copy kernel."""
     if isinstance(a, np.ndarray):
         raise TypeError("cupy.ascontiguousarray: expected a cupy.ndarray, found a numpy.ndarray; "
                         "use cupy.asarray(x) to upload host data")

@@ -22,10 +22,12 @@ holds every operation to CuPy's rules, stricter where unsure:
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from . import _state
-from ._state import current, device_op, host_sync, launch
+from ._state import current, device_op, host_sync, launch, refuse_in_fuse
 
 _new = object.__new__
 _SCALARS = (int, float, bool, complex, np.generic)
@@ -36,17 +38,18 @@ IMPLICIT_CONVERSION = ("Implicit conversion to a NumPy array is not allowed. "
 
 
 def device_error(found: int, cur: int) -> ValueError:
-    """CuPy without peer access, when a kernel on the current device touches another device's array."""
+    """CuPy without peer access: a kernel on the current device touches another device's array."""
     return ValueError(
-        f"The device where the array resides ({found}) is different from the current device ({cur}). "
-        f"Peer access is unavailable between these devices. (CuPy stand-in: run this work inside "
-        f"`cupy.cuda.Device({found})`, or copy the array to device {cur} first.)")
+        f"The device where the array resides ({found}) is different from the current device "
+        f"({cur}). Peer access is unavailable between these devices. (CuPy stand-in: run this "
+        f"work inside `cupy.cuda.Device({found})`, or copy the array to device {cur} first.)")
 
 
 def host_error(where: str) -> TypeError:
     """CuPy refuses a `numpy.ndarray` operand: "Unsupported type <class 'numpy.ndarray'>"."""
-    return TypeError(f"Unsupported type <class 'numpy.ndarray'> in {where}: a host (NumPy) array met a "
-                     "device operation. Move it to the device with `cupy.asarray(x)` first.")
+    return TypeError(f"Unsupported type <class 'numpy.ndarray'> in {where}: a host (NumPy) "
+                     "array met a device operation. Move it to the device with "
+                     "`cupy.asarray(x)` first.")
 
 
 def _wrap(a: np.ndarray, dev: int, base: "ndarray | None" = None) -> "ndarray":
@@ -72,7 +75,7 @@ def result(r, dev: int):
 
 
 def operand(x, dev: int, where: str):
-    """A ufunc operand: a stand-in array of device `dev` or a scalar (CuPy's rule for kernel arguments)."""
+    """A ufunc operand: a stand-in array of device `dev` or a scalar (CuPy's kernel arguments)."""
     if type(x) is ndarray or isinstance(x, ndarray):
         if x._dev != dev:
             raise device_error(x._dev, dev)
@@ -85,7 +88,7 @@ def operand(x, dev: int, where: str):
 
 
 def unwrap(x, dev: int | None, where: str):
-    """Arguments of a kernel (arrays possibly inside lists/tuples): check devices, give NumPy arrays.
+    """Arguments of a kernel (arrays, also in lists/tuples): check devices, give NumPy arrays.
 
     `dev=None` reads shapes and dtypes only (no kernel): any device is fine.
     """
@@ -102,7 +105,7 @@ def unwrap(x, dev: int | None, where: str):
 
 
 def out_operand(out, dev: int, where: str):
-    """`out=`: must be a stand-in array on the current device (CuPy: a host `out` is a TypeError)."""
+    """`out=`: a stand-in array on the current device (CuPy: a host `out` is a TypeError)."""
     if isinstance(out, tuple):
         return tuple(out_operand(o, dev, where) for o in out)
     if isinstance(out, ndarray):
@@ -114,13 +117,18 @@ def out_operand(out, dev: int, where: str):
     raise TypeError(f"{where}: out= must be a cupy.ndarray, found {type(out).__name__}")
 
 
+FUSABLE = {np.sum, np.prod, np.max, np.min, np.amax, np.amin}   # reductions cupy.fuse takes
+
+
 def kernel_call(fn, args, kwargs, where: str):
     """Run NumPy's `fn` as ONE kernel on the current device; wrap its result there."""
+    if fn not in FUSABLE:
+        refuse_in_fuse(where)
     dev = current()
     out = kwargs.get("out")
     if kwargs:
-        kwargs = {k: (out_operand(v, dev, where) if k == "out" and v is not None else unwrap(v, dev, where))
-                  for k, v in kwargs.items()}
+        kwargs = {k: (out_operand(v, dev, where) if k == "out" and v is not None
+                      else unwrap(v, dev, where)) for k, v in kwargs.items()}
     r = fn(*[unwrap(x, dev, where) for x in args], **kwargs)
     launch(dev)
     if out is not None:
@@ -129,7 +137,7 @@ def kernel_call(fn, args, kwargs, where: str):
 
 
 def as_views(r, sources, where: str):
-    """The NumPy result of a view function: a view of the source it shares memory with, else a copy kernel."""
+    """A view function's NumPy result: a view of the source it shares memory with, else a copy."""
     if isinstance(r, (list, tuple)):
         return type(r)(as_views(x, sources, where) for x in r)
     if not isinstance(r, np.ndarray):
@@ -152,7 +160,7 @@ def _is_basic(key) -> bool:
 
 
 def _index(key, dev: int):
-    """An advanced index: stand-in arrays of device `dev`, lists (uploaded, as CuPy does), basic parts."""
+    """An advanced index: arrays of device `dev`, lists (uploaded, as CuPy), basic parts."""
     if type(key) is tuple:
         return tuple(_index(k, dev) for k in key)
     if isinstance(key, ndarray):
@@ -172,6 +180,14 @@ def _has_bool_mask(key) -> bool:
     return any(isinstance(k, ndarray) and k._a.dtype == np.bool_ for k in keys)
 
 
+def _forget(ptr: int):
+    """The callback that drops `ptr` from the pointer registry when its array dies."""
+    def forget(ref):
+        if _state.pointers.get(ptr) is ref:
+            del _state.pointers[ptr]
+    return forget
+
+
 class _Flags:
     __slots__ = ("c_contiguous", "f_contiguous", "owndata")
 
@@ -185,17 +201,25 @@ class _Flags:
                 "OWNDATA": self.owndata}[name.upper()]
 
     def __repr__(self):
-        return f"  C_CONTIGUOUS : {self.c_contiguous}\n  F_CONTIGUOUS : {self.f_contiguous}\n  OWNDATA : {self.owndata}"
+        return (f"  C_CONTIGUOUS : {self.c_contiguous}\n  F_CONTIGUOUS : {self.f_contiguous}\n"
+                f"  OWNDATA : {self.owndata}")
 
 
 class MemoryPointer:
-    """`ndarray.data`: a device pointer (`ptr`, an int) and its device."""
+    """`ndarray.data`: a device pointer (`ptr`, an int), its device, and copies between pointers.
 
-    __slots__ = ("ptr", "device_id")
+    `copy_from_device(_async)` copies raw bytes into this memory on the current device's
+    stream, under the rules of `ndarray.copy()`: this memory must be the current device's
+    (stricter than CUDA, which would also push into another device), and a source on another
+    device must be ordered after that device's work (see `cupy.cuda`).
+    """
 
-    def __init__(self, ptr: int, device_id: int):
+    __slots__ = ("ptr", "device_id", "_array")
+
+    def __init__(self, ptr: int, device_id: int, array: "ndarray"):
         self.ptr = ptr
         self.device_id = device_id
+        self._array = array
 
     @property
     def device(self):
@@ -205,11 +229,48 @@ class MemoryPointer:
     def __int__(self):
         return self.ptr
 
+    def _bytes(self, size: int, where: str) -> np.ndarray:
+        a = self._array._a
+        if not a.flags.c_contiguous or size > a.nbytes:
+            raise ValueError(f"{where}: the CuPy stand-in copies {size} bytes only within one "
+                             f"C-contiguous array ({a.nbytes} bytes here)")
+        return a.reshape(-1).view(np.uint8)[:size]
+
+    def copy_from_device_async(self, src: "MemoryPointer", size: int, stream=None) -> None:
+        from ._copy import check_ordered
+        from .cuda import get_current_stream
+        dev = current()
+        if self.device_id != dev:
+            raise device_error(self.device_id, dev)
+        stream = get_current_stream() if stream is None else stream
+        if src.device_id != dev:
+            check_ordered(src.device_id, dev, stream)
+        self._bytes(size, "copy_from_device")[...] = src._bytes(size, "copy_from_device")
+        device_op(dev, "memcpy")
+        if src.device_id != dev:
+            with _state._lock:
+                _state.counts["peer_copy"] += 1
+
+    def copy_from_device(self, src: "MemoryPointer", size: int) -> None:
+        self.copy_from_device_async(src, size)
+
+    def memset_async(self, value: int, size: int, stream=None) -> None:
+        dev = current()
+        if self.device_id != dev:
+            raise device_error(self.device_id, dev)
+        self._bytes(size, "memset")[...] = value
+        device_op(dev, "memset")
+
+    memset = memset_async
+
 
 def _binary(ufunc, name):
     where = f"cupy.{ufunc.__name__}"
+    gufunc = ufunc.signature is not None   # matmul: not elementwise, so not inside cupy.fuse
 
     def op(self, other):
+        if gufunc:
+            refuse_in_fuse(where)
         if isinstance(other, np.ndarray):
             raise host_error(where)
         if not isinstance(other, (ndarray, *_SCALARS)):
@@ -222,6 +283,8 @@ def _binary(ufunc, name):
         return result(r, dev)
 
     def rop(self, other):
+        if gufunc:
+            refuse_in_fuse(where)
         if isinstance(other, np.ndarray):
             raise host_error(where)
         if not isinstance(other, _SCALARS):
@@ -234,6 +297,8 @@ def _binary(ufunc, name):
         return result(r, dev)
 
     def iop(self, other):
+        if gufunc:
+            refuse_in_fuse(where)
         dev = current()
         if self._dev != dev:
             raise device_error(self._dev, dev)
@@ -267,14 +332,15 @@ def _method(fn, name):
 
 
 class ndarray:
-    """A stand-in for `cupy.ndarray`: a NumPy array that knows its device (see the module docstring)."""
+    """A stand-in for `cupy.ndarray`: a NumPy array that knows its device (see the module doc)."""
 
     __slots__ = ("_a", "_dev", "_base", "__weakref__")
     __array_priority__ = 100.0
 
     def __new__(cls, shape, dtype=float, memptr=None, strides=None, order="C"):
         if memptr is not None or strides is not None:
-            raise NotImplementedError("the CuPy stand-in's ndarray(...) takes shape, dtype and order only")
+            raise NotImplementedError("the CuPy stand-in's ndarray(...) takes shape, dtype and "
+                                      "order only")
         return _wrap(np.empty(shape, dtype, order=order), current())
 
     def __del__(self):
@@ -290,14 +356,24 @@ class ndarray:
         raise TypeError(IMPLICIT_CONVERSION)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        # Real CuPy runs some NumPy ufuncs on the device; the stand-in is stricter and refuses all.
+        if (method == "__call__" and not kwargs and any(isinstance(x, np.generic) for x in inputs)
+                and all(isinstance(x, (ndarray, *_SCALARS)) for x in inputs)):
+            # a NumPy scalar on the left of an operator (`np.float32(2) * a`): CuPy runs it as
+            # a kernel on the device, and so does the stand-in
+            dev = current()
+            r = ufunc(*[operand(x, dev, f"cupy.{ufunc.__name__}") for x in inputs])
+            launch(dev)
+            return result(r, dev)
+        # Real CuPy runs other NumPy ufuncs on the device too; the stand-in refuses them.
         raise TypeError(f"numpy.{ufunc.__name__} received a cupy.ndarray (CuPy stand-in): use "
-                        f"cupy.{ufunc.__name__} for device arrays, or `.get()` first. " + IMPLICIT_CONVERSION)
+                        f"cupy.{ufunc.__name__} for device arrays, or `.get()` first. "
+                        + IMPLICIT_CONVERSION)
 
     def __array_function__(self, func, types, args, kwargs):
         # Real CuPy dispatches some NumPy functions; the stand-in is stricter and refuses all.
         raise TypeError(f"numpy.{func.__name__} received a cupy.ndarray (CuPy stand-in): use "
-                        f"cupy.{func.__name__} for device arrays, or `.get()` first. " + IMPLICIT_CONVERSION)
+                        f"cupy.{func.__name__} for device arrays, or `.get()` first. "
+                        + IMPLICIT_CONVERSION)
 
     # --- what it is ----------------------------------------------------------------------
     shape = property(lambda self: self._a.shape)
@@ -318,7 +394,9 @@ class ndarray:
 
     @property
     def data(self) -> MemoryPointer:
-        return MemoryPointer(self._a.__array_interface__["data"][0], self._dev)
+        ptr = self._a.__array_interface__["data"][0]
+        _state.pointers[ptr] = weakref.ref(self, _forget(ptr))   # for `cupy.standin.array_at(ptr)`
+        return MemoryPointer(ptr, self._dev, self)
 
     def __len__(self):
         if self._a.ndim == 0:
@@ -334,6 +412,7 @@ class ndarray:
 
     # --- views (no kernel, the base's device) -------------------------------------------------
     def _view(self, a: np.ndarray) -> "ndarray":
+        refuse_in_fuse("a view (indexing, reshape, transpose, ...)")
         return _wrap(a, self._dev, self if self._base is None else self._base)
 
     @property
@@ -387,6 +466,7 @@ class ndarray:
         return result(r, dev)
 
     def __setitem__(self, key, value):
+        refuse_in_fuse("indexing")
         dev = current()                 # always a kernel (a fill, copy or scatter)
         if self._dev != dev:
             raise device_error(self._dev, dev)
@@ -409,8 +489,8 @@ class ndarray:
 
         From another device (CuPy: a peer memcpy on the current stream) only a
         C-contiguous array can be copied (stricter than CuPy, which would first
-        run a kernel on the source device), and only once ordered after the
-        source device's work (see `cupy.cuda`).
+        run a kernel on the source device, after any event the caller recorded),
+        and only once ordered after the source device's work (see `cupy.cuda`).
         """
         from ._copy import copy_array
         return copy_array(self, order)
@@ -477,7 +557,8 @@ class ndarray:
         """The way in: copy a NumPy array of the same shape and dtype into this array."""
         # CuPy: "Only numpy.ndarray can be set to cupy.ndarray"
         if not isinstance(arr, np.ndarray):
-            raise TypeError(f"Only numpy.ndarray can be set to cupy.ndarray, found {type(arr).__name__}")
+            raise TypeError(f"Only numpy.ndarray can be set to cupy.ndarray, found "
+                            f"{type(arr).__name__}")
         if arr.shape != self._a.shape:
             raise ValueError(f"Shape mismatch. Old shape: {self._a.shape}, new shape: {arr.shape}")
         if arr.dtype != self._a.dtype:   # CuPy: "{dtype} array cannot be set to {dtype} array"
@@ -496,9 +577,12 @@ class ndarray:
         return self._a.tolist()
 
     def _scalar(self, kind):
-        if self._a.size != 1:
-            raise TypeError(f"only arrays of one element can be converted to a Python scalar ({kind}); "
-                            f"this one has shape {self._a.shape}")
+        if self._a.size != 1:   # NumPy's and CuPy's errors
+            if kind == "bool":
+                raise ValueError("The truth value of an array with more than one element is "
+                                 "ambiguous. Use a.any() or a.all()")
+            raise TypeError(f"only length-1 arrays can be converted to Python scalars ({kind}(); "
+                            f"shape {self._a.shape})")
         host_sync(kind)
         return self._a.reshape(()).item()
 
@@ -550,8 +634,9 @@ class ndarray:
     __ge__ = _binary(np.greater_equal, "ge")[0]
 
 
-for _name, _uf in [("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("truediv", np.true_divide),
-                   ("floordiv", np.floor_divide), ("mod", np.remainder), ("pow", np.power),
+for _name, _uf in [("add", np.add), ("sub", np.subtract), ("mul", np.multiply),
+                   ("truediv", np.true_divide), ("floordiv", np.floor_divide),
+                   ("mod", np.remainder), ("pow", np.power),
                    ("matmul", np.matmul), ("and", np.bitwise_and), ("or", np.bitwise_or),
                    ("xor", np.bitwise_xor), ("lshift", np.left_shift), ("rshift", np.right_shift)]:
     for _f in _binary(_uf, _name):
@@ -562,7 +647,8 @@ for _name, _fn in [("sum", np.sum), ("mean", np.mean), ("max", np.max), ("min", 
                    ("argmax", np.argmax), ("argmin", np.argmin), ("any", np.any), ("all", np.all),
                    ("prod", np.prod), ("std", np.std), ("var", np.var), ("cumsum", np.cumsum),
                    ("cumprod", np.cumprod), ("clip", np.clip), ("round", np.round), ("dot", np.dot),
-                   ("argsort", np.argsort), ("take", np.take), ("repeat", np.repeat), ("conj", np.conj),
+                   ("argsort", np.argsort), ("take", np.take), ("repeat", np.repeat),
+                   ("conj", np.conj),
                    ("trace", np.trace), ("ptp", np.ptp), ("argpartition", np.argpartition),
                    ("searchsorted", np.searchsorted)]:
     setattr(ndarray, _name, _method(_fn, _name))

@@ -19,21 +19,23 @@ import functools
 import numpy as np
 
 from ._ndarray import as_views, kernel_call, ndarray, operand, out_operand, result, unwrap
-from ._state import current, host_sync, launch
+from ._state import current, host_sync, launch, refuse_in_fuse
 
 VIEW_FUNCTIONS = {
     "reshape", "ravel", "transpose", "swapaxes", "moveaxis", "rollaxis", "squeeze", "expand_dims",
     "broadcast_to", "broadcast_arrays", "atleast_1d", "atleast_2d", "atleast_3d", "split",
     "array_split", "hsplit", "vsplit", "dsplit", "diagonal", "flip", "fliplr", "flipud", "real",
-    "asfortranarray", "permute_dims", "matrix_transpose", "unstack",
+    "asfortranarray", "permute_dims", "matrix_transpose", "unstack", "rot90",
 }
-SYNCING_FUNCTIONS = {"nonzero", "argwhere", "flatnonzero", "unique", "extract", "compress", "trim_zeros"}
-DTYPE_FUNCTIONS = {"result_type", "can_cast", "promote_types", "min_scalar_type", "issubdtype", "isscalar",
-                   "ndim", "shape", "size", "common_type", "iterable", "isdtype"}
+SYNCING_FUNCTIONS = {"nonzero", "argwhere", "flatnonzero", "unique", "extract", "compress",
+                     "trim_zeros"}
+DTYPE_FUNCTIONS = {"result_type", "can_cast", "promote_types", "min_scalar_type", "issubdtype",
+                   "isscalar", "ndim", "shape", "size", "common_type", "iterable", "isdtype"}
 BOOLEAN_ARRAY_FUNCTIONS = {"allclose", "array_equal", "array_equiv"}   # CuPy returns 0-d arrays
-NOT_PROVIDED = {"save", "savez", "savez_compressed", "load", "loadtxt", "savetxt", "genfromtxt", "fromfile",
-                "frombuffer", "fromiter", "memmap", "vectorize", "frompyfunc", "set_printoptions",
-                "get_printoptions", "printoptions", "seterr", "geterr", "errstate"}
+NOT_PROVIDED = {"save", "savez", "savez_compressed", "load", "loadtxt", "savetxt", "genfromtxt",
+                "fromfile", "frombuffer", "fromiter", "memmap", "vectorize", "frompyfunc",
+                "set_printoptions", "get_printoptions", "printoptions", "seterr", "geterr",
+                "errstate"}
 
 
 class ufunc:
@@ -51,6 +53,8 @@ class ufunc:
         self.nin, self.nout, self.nargs = u.nin, u.nout, u.nargs
 
     def __call__(self, *args, out=None, dtype=None, casting="same_kind"):
+        if self._u.signature is not None:   # matmul: not elementwise
+            refuse_in_fuse(f"cupy.{self.__name__}")
         if len(args) > self.nin:
             if out is not None or len(args) != self.nin + self.nout:
                 raise TypeError(f"cupy.{self.__name__}: expected {self.nin} inputs (and out=), "
@@ -83,7 +87,8 @@ class ufunc:
         launch(dev)
 
     def reduce(self, a, axis=0, dtype=None, out=None, keepdims=False):
-        return kernel_call(self._u.reduce, (a,), dict(axis=axis, dtype=dtype, out=out, keepdims=keepdims),
+        return kernel_call(self._u.reduce, (a,),
+                           dict(axis=axis, dtype=dtype, out=out, keepdims=keepdims),
                            f"cupy.{self.__name__}.reduce")
 
     def accumulate(self, a, axis=0, dtype=None, out=None):
@@ -103,7 +108,8 @@ def _view_function(fn, name):
     @functools.wraps(fn)
     def call(*args, **kwargs):
         sources = [x for x in args if isinstance(x, ndarray)]
-        sources += [x for a in args if isinstance(a, (list, tuple)) for x in a if isinstance(x, ndarray)]
+        sources += [x for a in args if isinstance(a, (list, tuple))
+                    for x in a if isinstance(x, ndarray)]
         r = fn(*unwrap(args, None, where), **kwargs)
         return as_views(r, sources, where)
     return call
@@ -150,7 +156,8 @@ def where(condition, x=None, y=None):
 def forward(name: str):
     """What `cupy.<name>` is in the stand-in, built from `numpy.<name>`; AttributeError if none."""
     if name.startswith("_") or name in NOT_PROVIDED or not hasattr(np, name):
-        raise AttributeError(f"module 'cupy' (the test suite's CuPy stand-in) has no attribute {name!r}")
+        raise AttributeError(f"module 'cupy' (the test suite's CuPy stand-in) has no attribute "
+                             f"{name!r}")
     obj = getattr(np, name)
     if isinstance(obj, np.ufunc):
         return ufunc(obj)

@@ -22,10 +22,10 @@ def _initial_device_count() -> int:
     try:
         n = int(text)
     except ValueError:
-        raise ValueError(f"MINIDL_STANDIN_DEVICES: expected a whole number of devices (1..{MAX_DEVICES}), "
-                         f"found {text!r}") from None
-    if not 1 <= n <= MAX_DEVICES:
-        raise ValueError(f"MINIDL_STANDIN_DEVICES: expected 1..{MAX_DEVICES} devices, found {n}")
+        raise ValueError(f"MINIDL_STANDIN_DEVICES: expected a whole number of devices "
+                         f"(0..{MAX_DEVICES}), found {text!r}") from None
+    if not 0 <= n <= MAX_DEVICES:
+        raise ValueError(f"MINIDL_STANDIN_DEVICES: expected 0..{MAX_DEVICES} devices, found {n}")
     return n
 
 
@@ -48,11 +48,32 @@ def device_stack() -> list:
     return stack
 
 
-# --- work per device (the ordering model) ----------------------------------------
-# work[d]: how many operations (kernels, memsets, copies) device d has been given.
-# synced[d]: work[d] at the last time the host waited for device d to finish.
+# --- work per device and stream (the ordering model) --------------------------------
+# work[d]: how many operations (kernels, memsets, copies) device d has been given: each
+#   operation's number on its device.
+# last_on[(d, s)]: the number of the latest operation given to stream s (its ptr) of device d.
+# done_on[(d, s)]: the operations of that stream the host is known to have waited for.
+# synced[d]: work[d] when the host last waited for ALL of device d's streams.
+# Streams are independent (stricter than the legacy null stream, which also waits for the
+# other blocking streams of its device).
 work = [0] * MAX_DEVICES
+last_on: dict = {}
+done_on: dict = {}
 synced = [0] * MAX_DEVICES
+
+
+def _stream_of(dev: int) -> int:
+    """The ptr of this thread's current stream on device `dev` (0: its null stream)."""
+    streams = getattr(_tls, "streams", None)
+    s = streams.get(dev) if streams else None
+    return 0 if s is None else s.ptr
+
+
+def pending(dev: int) -> dict:
+    """{stream ptr: latest operation} of device `dev`'s streams that the host has not waited for."""
+    with _lock:
+        return {s: n for (d, s), n in last_on.items()
+                if d == dev and n > synced[dev] and n > done_on.get((d, s), 0)}
 
 
 # --- counters ----------------------------------------------------------------------
@@ -65,18 +86,30 @@ def fusing() -> bool:
     return getattr(_tls, "fuse", 0) > 0
 
 
-def launch(dev: int) -> None:
-    """One kernel launched on device `dev` (counted once per fused call inside `cupy.fuse`)."""
+def refuse_in_fuse(what: str) -> None:
+    """CuPy's fuse compiles ONE elementwise kernel (with reductions): anything else fails there."""
+    if getattr(_tls, "fuse", 0):
+        raise TypeError(f"{what} inside a function compiled by cupy.fuse: CuPy fuses only "
+                        "elementwise operations and reductions into its one kernel")
+
+
+def launch(dev: int, stream: int | None = None) -> None:
+    """One kernel launched on device `dev` (counted once per fused call inside `cupy.fuse`),
+    on `stream` (a ptr; default this thread's current stream of `dev`)."""
+    stream = _stream_of(dev) if stream is None else stream
     with _lock:
         work[dev] += 1
+        last_on[(dev, stream)] = work[dev]
         if not getattr(_tls, "fuse", 0):
             kernels[dev] += 1
 
 
 def device_op(dev: int, kind: str) -> None:
     """A memcpy, memset or transfer that device `dev` performs (not a kernel)."""
+    stream = _stream_of(dev)
     with _lock:
         work[dev] += 1
+        last_on[(dev, stream)] = work[dev]
         counts[kind] += 1
 
 
@@ -109,11 +142,16 @@ def snapshot() -> dict:
                 **counts, "syncs_by_kind": dict(syncs_by_kind)}
 
 
-def mark_synchronized(dev: int, upto: int | None = None) -> None:
-    """The host waited until device `dev` finished its work (up to `upto`, default all of it)."""
+def mark_synchronized(dev: int, stream: int | None = None, upto: int | None = None) -> None:
+    """The host waited for device `dev`: all its streams, or `stream` (up to operation `upto`)."""
     with _lock:
-        synced[dev] = max(synced[dev], work[dev] if upto is None else upto)
+        if stream is None:
+            synced[dev] = work[dev]
+        else:
+            n = last_on.get((dev, stream), 0) if upto is None else upto
+            done_on[(dev, stream)] = max(done_on.get((dev, stream), 0), n)
 
 
 # --- memory (what `MemoryPool.used_bytes()` reports) ---------------------------------
 used_bytes = [0] * MAX_DEVICES
+pointers: dict = {}          # data.ptr -> weakref of the array it was read from

@@ -17,8 +17,9 @@ from ._state import current, launch
 
 
 def _size(size):
-    return size if size is None or isinstance(size, tuple) else (tuple(size) if isinstance(size, list)
-                                                                 else (int(size),))
+    if size is None or isinstance(size, tuple):
+        return size
+    return tuple(size) if isinstance(size, list) else (int(size),)
 
 
 class _DeviceGenerator:
@@ -35,7 +36,15 @@ class _DeviceGenerator:
             raise device_error(self._device, dev)
         r = make(self._g, *unwrap(params, dev, "cupy.random"))
         launch(dev)
-        return _wrap(np.asarray(r), dev)
+        return None if r is None else _wrap(np.asarray(r), dev)
+
+    def uniform(self, low=0.0, high=1.0, size=None, dtype=float):
+        return self._draw(lambda g, lo, hi: g.uniform(lo, hi, _size(size)).astype(dtype),
+                          low, high)
+
+    def normal(self, loc=0.0, scale=1.0, size=None, dtype=float):
+        return self._draw(lambda g, m, s: g.normal(m, s, _size(size)).astype(dtype),
+                          loc, scale)
 
 
 class RandomState(_DeviceGenerator):
@@ -54,12 +63,6 @@ class RandomState(_DeviceGenerator):
         return self._draw(lambda g: g.random(_size(size), dtype=dtype))
 
     random = random_sample
-
-    def uniform(self, low=0.0, high=1.0, size=None, dtype=float):
-        return self._draw(lambda g, lo, hi: g.uniform(lo, hi, _size(size)).astype(dtype, copy=False), low, high)
-
-    def normal(self, loc=0.0, scale=1.0, size=None, dtype=float):
-        return self._draw(lambda g, m, s: g.normal(m, s, _size(size)).astype(dtype, copy=False), loc, scale)
 
     def standard_normal(self, size=None, dtype=float):
         return self._draw(lambda g: g.standard_normal(_size(size), dtype=dtype))
@@ -99,13 +102,8 @@ class Generator(_DeviceGenerator):
         return self._into(self._draw(lambda g: g.standard_normal(_size(size), dtype=dtype)), out)
 
     def integers(self, low, high=None, size=None, dtype=np.int64, endpoint=False):
-        return self._draw(lambda g: g.integers(low, high, _size(size), dtype=dtype, endpoint=endpoint))
-
-    def uniform(self, low=0.0, high=1.0, size=None, dtype=np.float64):
-        return self._draw(lambda g, lo, hi: g.uniform(lo, hi, _size(size)).astype(dtype, copy=False), low, high)
-
-    def normal(self, loc=0.0, scale=1.0, size=None, dtype=np.float64):
-        return self._draw(lambda g, m, s: g.normal(m, s, _size(size)).astype(dtype, copy=False), loc, scale)
+        return self._draw(lambda g: g.integers(low, high, _size(size), dtype=dtype,
+                                               endpoint=endpoint))
 
 
 def default_rng(seed=None) -> Generator:

@@ -51,8 +51,36 @@ def device_count() -> int:
 
 
 def set_device_count(n: int) -> int:
-    """Give the stand-in `n` devices (1..16); returns the previous count."""
-    if not isinstance(n, int) or not 1 <= n <= _state.MAX_DEVICES:
-        raise ValueError(f"set_device_count: expected 1..{_state.MAX_DEVICES} devices, found {n!r}")
+    """Give the stand-in `n` devices (0..16; 0: a machine without a GPU); returns the previous."""
+    if not isinstance(n, int) or not 0 <= n <= _state.MAX_DEVICES:
+        raise ValueError(f"set_device_count: expected 0..{_state.MAX_DEVICES} devices, found {n!r}")
     previous, _state.device_count = _state.device_count, n
     return previous
+
+
+# --- for stand-ins of libraries that take raw device pointers (cupy.cuda.nccl) ------------
+def array_at(ptr: int):
+    """The live device array whose `.data.ptr` was read as `ptr` (KeyError if none)."""
+    ref = _state.pointers.get(ptr)
+    a = None if ref is None else ref()
+    if a is None:
+        raise KeyError(f"no live stand-in array had its .data.ptr read as {ptr:#x}")
+    return a
+
+
+def host_view(a):
+    """The NumPy array behind a stand-in device array (shared memory): for other stand-ins only."""
+    return a._a
+
+
+def launch(device: int, stream_ptr: int | None = None) -> None:
+    """Count one kernel on `device` (a library call that runs there, e.g. an all-reduce), given to
+    the stream whose `ptr` is `stream_ptr` (default: the current stream of `device`)."""
+    _state.launch(device, stream_ptr)
+
+
+def check_ordered(src: int, dst: int, stream=None) -> None:
+    """Raise RuntimeError unless `stream` (default: `dst`'s current one) is ordered after all of
+    device `src`'s work: what a library reading `src`'s memory from `dst` must check."""
+    from ._copy import check_ordered as check
+    check(src, dst, stream)

@@ -5,15 +5,18 @@ Devices, streams and events, held to CuPy's rules:
 * `Device(i)` is a context manager; the current device is per host thread and
   starts at 0 in every thread (CUDA: `cudaSetDevice` is thread-local).
 * Each device has a current stream (default: its null stream), per thread.
-* Ordering between devices: a copy from device S into device D (`cupy.asarray`,
-  `ndarray.copy()` under `Device(D)`) is a peer memcpy on D's current stream. On
-  a GPU nothing orders that memcpy after the kernels S was given before: they
-  run on another device's stream, so CuPy would silently copy half-written
-  data. The stand-in refuses such a copy (RuntimeError) unless D's current
-  stream waited on an `Event` recorded on S after S's latest work
-  (`ev.record(stream_on_S)` then `stream_on_D.wait_event(ev)`), or the host
-  synchronized S since (`Device(S).synchronize()`, `Stream.synchronize()`,
-  `Event.synchronize()`). This is what makes the copy wait for the source GPU.
+* Ordering between devices: a copy from device S into device D (`cupy.copy(a)`,
+  `a.copy()` under `Device(D)`) is a peer memcpy on D's current stream. On
+  a GPU nothing orders that memcpy after the work S was given before: it runs on
+  S's streams, so CuPy would silently copy half-written data. The stand-in
+  refuses such a copy (RuntimeError) unless, for EVERY stream of S that was
+  given work, D's stream waited on an `Event` recorded on that stream after its
+  latest work (`ev.record(stream_on_S)`, then `stream_on_D.wait_event(ev)`), or
+  the host waited for it since (`Device(S).synchronize()` for all of S's
+  streams; `Stream.synchronize()`, `Event.synchronize()` for one). This is what
+  makes the copy wait for the source GPU. Streams are independent in this
+  model: stricter than the legacy null stream, which also waits for the other
+  blocking streams of its device.
 
 This package is a package (not a module) so that further CUDA modules, such as
 `cupy.cuda.nccl`, can be added as files next to this one.
@@ -98,7 +101,7 @@ class Stream:
         self.device_id = _state.current()
         self.is_null = null
         self.ptr = 0 if null else id(self)
-        self._waited = {}            # source device -> its work count the stream waited for
+        self._waited = {}    # (device, stream ptr) -> that stream's latest operation waited for
         self._previous = []
 
     @classmethod
@@ -112,8 +115,9 @@ class Stream:
     def _check_device(self):
         # CUDA: work submitted to a stream of another device than the current one fails.
         if self.device_id != _state.current():
-            raise RuntimeError(f"Stream of device {self.device_id} used while device {_state.current()} "
-                               "is current: enter `cupy.cuda.Device(stream's device)` first")
+            raise RuntimeError(f"Stream of device {self.device_id} used while device "
+                               f"{_state.current()} is current: enter "
+                               "`cupy.cuda.Device(stream's device)` first")
 
     def __enter__(self):
         self._check_device()
@@ -132,9 +136,10 @@ class Stream:
         return self
 
     def wait_event(self, event: "Event") -> None:
-        """Later work on this stream waits for the work recorded by `event` (CUDA: cudaStreamWaitEvent)."""
+        """Later work on this stream waits for the work `event` recorded (cudaStreamWaitEvent)."""
         if event._device is not None:   # CUDA: waiting on a never-recorded event is a no-op
-            self._waited[event._device] = max(self._waited.get(event._device, -1), event._work)
+            key = (event._device, event._stream)
+            self._waited[key] = max(self._waited.get(key, 0), event._work)
 
     def record(self, event: "Event | None" = None) -> "Event":
         event = Event() if event is None else event
@@ -142,8 +147,8 @@ class Stream:
         return event
 
     def synchronize(self) -> None:
-        """The host waits for this stream (the stand-in: for all work of its device)."""
-        _state.mark_synchronized(self.device_id)
+        """The host waits for the work given to this stream."""
+        _state.mark_synchronized(self.device_id, self.ptr)
         _state.host_sync("synchronize", d2h=False)
 
     @property
@@ -151,7 +156,8 @@ class Stream:
         return True
 
     def __eq__(self, other):
-        return isinstance(other, Stream) and other.ptr == self.ptr and other.device_id == self.device_id
+        return (isinstance(other, Stream) and other.ptr == self.ptr
+                and other.device_id == self.device_id)
 
     def __hash__(self):
         return hash((self.ptr, self.device_id))
@@ -188,20 +194,28 @@ class Event:
     """`cupy.cuda.Event`: marks a point in a device's work."""
 
     def __init__(self, block=False, disable_timing=False, interprocess=False):
+        self._home = _state.current()   # CUDA: an event belongs to the device current when made
         self._device = None   # the device whose work it marks
-        self._work = -1       # that device's work count at record time
+        self._stream = None   # the ptr of the stream it was recorded on
+        self._work = 0        # that stream's latest operation at record time
         self._time = None
 
     def record(self, stream: Stream | None = None) -> None:
         stream = get_current_stream() if stream is None else stream
+        if stream.device_id != self._home:
+            # CUDA: cudaEventRecord of an event and a stream of two devices: an invalid handle
+            raise CUDARuntimeError(400, "cudaErrorInvalidResourceHandle: an Event made on device "
+                                   f"{self._home} cannot record a stream of device "
+                                   f"{stream.device_id}")
         self._device = stream.device_id
-        self._work = _state.work[stream.device_id]
+        self._stream = stream.ptr
+        self._work = _state.last_on.get((stream.device_id, stream.ptr), 0)
         self._time = time.perf_counter()
 
     def synchronize(self) -> None:
         """The host waits until the recorded work is done."""
         if self._device is not None:
-            _state.mark_synchronized(self._device, self._work)
+            _state.mark_synchronized(self._device, self._stream, self._work)
         _state.host_sync("synchronize", d2h=False)
 
     @property

@@ -21,19 +21,19 @@ it to, and stricter where unsure:
                    cupy.cuda.get_current_stream().ptr)
     comm.bcast(x.data.ptr, x.size, nccl.NCCL_FLOAT32, 0, stream.ptr)
 
-How a pointer is traced back to its array: reading `ndarray.data` records the
-array under its address here (real NCCL asks the CUDA driver,
-cudaPointerGetAttributes). Only arrays whose `.data` was read can be named.
+A pointer is traced back to its array by the stand-in's hooks for library
+stand-ins (`cupy.standin.array_at`, `host_view`, `launch`; real NCCL asks the
+CUDA driver, cudaPointerGetAttributes).
 """
 from __future__ import annotations
 
 import os
-import weakref
 
 import numpy as np
 
-from .. import _state
-from .._ndarray import device_error, ndarray
+from .. import standin
+from .._ndarray import device_error
+from . import get_current_stream, get_device_id
 
 # The values of nccl.h (CuPy exposes them under these names).
 NCCL_INT8, NCCL_INT32, NCCL_INT64 = 0, 2, 4
@@ -48,33 +48,20 @@ class NcclError(RuntimeError):
     """CuPy raises `cupy.cuda.nccl.NcclError` for a failing NCCL call."""
 
 
-# --- device pointers -> arrays -------------------------------------------------------------
-_arrays: "weakref.WeakValueDictionary[int, ndarray]" = weakref.WeakValueDictionary()
-_data = ndarray.data.fget
-
-
-def _data_recorded(self):
-    pointer = _data(self)
-    _arrays[pointer.ptr] = self
-    return pointer
-
-
-ndarray.data = property(_data_recorded, doc=ndarray.data.__doc__)
-
-
 def _buffer(ptr, count, datatype, where) -> np.ndarray:
     """The host memory behind device pointer `ptr`: `count` elements of `datatype`,
     after the checks of the module docstring."""
     if datatype not in _DTYPES:
         raise NcclError(f"{where}: unknown NCCL datatype {datatype!r} (ncclInvalidArgument)")
-    array = _arrays.get(int(ptr))
-    if array is None:
+    try:
+        array = standin.array_at(int(ptr))
+    except KeyError:
         raise TypeError(f"{where}: {ptr:#x} is not a device pointer of this process (a host "
                         "array's address?); NCCL reads device memory only: pass "
-                        "`cupy_array.data.ptr` (CuPy stand-in)")
-    if array._dev != _state.current():
-        raise device_error(array._dev, _state.current())
-    host = array._a
+                        "`cupy_array.data.ptr` (CuPy stand-in)") from None
+    if array.device.id != get_device_id():
+        raise device_error(array.device.id, get_device_id())
+    host = standin.host_view(array)
     if not host.flags.c_contiguous:
         raise ValueError(f"{where}: the buffer must be contiguous (CuPy stand-in)")
     flat = host.reshape(-1).view(np.uint8)
@@ -117,7 +104,7 @@ class NcclCommunicator:
             raise NcclError("NcclCommunicator: the ranks were given different unique ids "
                             "(rank 0 must make one and send it to every rank)")
         self._comm = world.Dup()
-        self._device = _state.current()
+        self._device = get_device_id()
         self._rank, self._size = rank, ndev
 
     # --- what it is -------------------------------------------------------------------------
@@ -141,14 +128,13 @@ class NcclCommunicator:
     def _enter(self, where, stream):
         if self._comm is None:
             raise NcclError(f"{where}: the communicator was destroyed")
-        if _state.current() != self._device:
-            raise device_error(self._device, _state.current())
-        from . import get_current_stream
+        if get_device_id() != self._device:
+            raise device_error(self._device, get_device_id())
         if int(stream) != get_current_stream().ptr:
             raise RuntimeError(f"{where}: stream {stream} is not the current stream of device "
                                f"{self._device} (CuPy stand-in: pass "
                                "cupy.cuda.get_current_stream().ptr)")
-        _state.launch(self._device)
+        standin.launch(self._device, int(stream))
 
     def allReduce(self, sendbuf, recvbuf, count, datatype, op, stream):
         """recv = op over the ranks of send (`count` elements); send == recv: in place."""

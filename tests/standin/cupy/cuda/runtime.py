@@ -27,13 +27,15 @@ _INVALID_DEVICE = 101   # cudaErrorInvalidDevice
 def check_device(dev: int) -> int:
     """CUDA: an ordinal outside 0..count-1 is `cudaErrorInvalidDevice`."""
     if not isinstance(dev, int) or not 0 <= dev < _state.device_count:
-        raise CUDARuntimeError(_INVALID_DEVICE, f"cudaErrorInvalidDevice: invalid device ordinal {dev!r} "
-                               f"(the stand-in has {_state.device_count} devices, "
+        raise CUDARuntimeError(_INVALID_DEVICE, "cudaErrorInvalidDevice: invalid device ordinal "
+                               f"{dev!r} (the stand-in has {_state.device_count} devices, "
                                "set by MINIDL_STANDIN_DEVICES)")
     return dev
 
 
 def getDeviceCount() -> int:
+    if _state.device_count == 0:   # CUDA on a machine without a GPU
+        raise CUDARuntimeError(100, "cudaErrorNoDevice: no CUDA-capable device is detected")
     return _state.device_count
 
 
