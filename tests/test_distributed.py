@@ -263,11 +263,12 @@ def test_nccl_sums_each_column_on_its_device_and_never_through_the_host():
 
 
 def test_training_over_nccl_gives_the_run_of_the_cpu(straight, cache, tmp_path):
-    """`alexnet train --devices cuda:0` on 2 ranks, gradients summed by the stand-in's
-    NCCL: the weights of the same run on the CPU (MPI), up to float32 rounding."""
+    """`alexnet train --devices cuda:0,cuda:1` on 2 ranks of a 4-device machine (rank 1
+    on cuda:2, cuda:3), the two columns' gradients summed by the stand-in's NCCL: the
+    weights of the same run on the CPU (MPI), up to float32 rounding."""
     run = launch(2, "train", "--", "--data", str(cache), "--out", str(tmp_path), *RUN,
-                 "--devices", "cuda:0", standin_devices=1)
+                 "--devices", "cuda:0,cuda:1", standin_devices=4)
     assert run.returncode == 0, run.stderr
     a, b = weights(straight), weights(tmp_path)
-    assert b["meta"]["devices"] == ["cuda:0", "cuda:0"]
+    assert b["meta"]["devices"] == ["cuda:0", "cuda:1"]                # rank 0's
     assert max_difference(a, b) < 1e-5 and a["rng"] == b["rng"]
