@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import RESULTS, report
+from .machine import machine as describe_machine
 
 ROOT = Path(__file__).resolve().parent.parent
 GB = 1e9
@@ -204,12 +205,14 @@ def main(argv=None):
              + ", ".join(f"{k} {v[0] / GB:g} GB/s, {v[1] * 1e6:g} us" for k, v in LINKS.items())
              + "; 8 GPUs per machine; compute assumed to split perfectly, no overlap")
     report("bench_distributed", rows, notes=notes)
-    # the measured figures beside the table (docs/results.md shows each list of rows)
+    # the measured figures before the table (docs/results.md shows each list of rows)
     path = RESULTS / "bench_distributed.json"
-    data = json.loads(path.read_text())
-    data["machine"]["command"] = " ".join(["python -m benchmarks.bench_distributed",
-                                           *(sys.argv[1:] if argv is None else argv)])
-    data.update({
+    written = json.loads(path.read_text())
+    command_line = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+    data = {
+        "benchmark": written["benchmark"],
+        "machine": describe_machine(command_line),
+        "notes": written["notes"],
         "mpi_library": m["mpi_library"], "parameters": m["parameters"],
         "gradient_MB": nbytes / 1e6, "buckets": m["buckets"], "tensors": m["tensors"],
         "measured_step": [{"ranks": m["ranks"], "images_per_rank": m["share"],
@@ -219,8 +222,11 @@ def main(argv=None):
                                 "vs_mpi_own": ar["mpi"] / ar[key]}
                                for key, name in (("ours", "ours (64 MiB buckets)"),
                                                  ("mpi", "MPI's own, one buffer"),
-                                                 ("per_tensor", "one call per tensor"))]})
+                                                 ("per_tensor", "one call per tensor"))],
+        "rows": written["rows"],
+    }
     path.write_text(json.dumps(data, indent=1))
+
 
 if __name__ == "__main__":
     main()
