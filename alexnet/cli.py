@@ -259,6 +259,12 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.command != "train":
+        from .distributed import launched_by_mpi, world
+        if launched_by_mpi() and world().size > 1:   # each process would do the same work
+            print(f"alexnet {args.command}: error: only `alexnet train` runs over several "
+                  f"processes; start `alexnet {args.command}` without mpiexec", file=sys.stderr)
+            return 1
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:

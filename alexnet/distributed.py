@@ -28,8 +28,11 @@ What must agree is checked, and a disagreement is an error on every rank (no
 hang): the model, recipe and cache (`agree`), a global batch R divides
 (`check_batch`); rank 0's weights, momenta, schedule, generator and position are
 broadcast at the start (`synchronize`: a fresh run and a resumed one alike).
-Metrics, progress bars and checkpoints come from rank 0 only; a checkpoint holds
-nothing rank-specific, so a run can resume on another R that divides B.
+Every rank takes the same branches: the trainer's loss and error sums are summed
+over the ranks when it reads them (`sum_counts`), and a checkpoint due by the
+clock is rank 0's decision (`root_decides`). Metrics, progress bars and
+checkpoints come from rank 0 only; a checkpoint holds nothing rank-specific, so
+a run can resume on another R that divides B.
 Any other error on one rank aborts the whole job (`abort_on_error`), and a rank
 that dies is noticed by the launcher, which stops the others (mpiexec does so
 by itself; Slurm: `srun --kill-on-bad-exit=1`). The last checkpoint is kept.

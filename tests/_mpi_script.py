@@ -16,6 +16,9 @@
         `alexnet train`; on rank R (default 0) the process SIGKILLs itself
         (--kill-at), or raises an error (--fail-at), when the training loader is
         about to hand out that batch.
+
+    python _mpi_script.py COMMAND ARGS
+        Any other `alexnet COMMAND ARGS`.
 """
 import os
 import signal
@@ -136,6 +139,8 @@ if __name__ == "__main__":
     if mode == "equivalence":
         equivalence(args[0], own_dropout="--own-dropout" in args)
         sys.exit(0)
+    if mode != "train":
+        sys.exit(cli.main([mode, *args]))
     split = args.index("--")
     own = args[:split]
     rank = int(own[own.index("--rank") + 1]) if "--rank" in own else 0
