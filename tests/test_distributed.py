@@ -72,8 +72,15 @@ def untimed(records):
 
 # ------------------------------------------------------------------- in one process
 def test_mpi4py_and_mpiexec_are_installed():
-    from mpi4py import MPI          # the `mpi` extra; CI installs it
-    assert "MPI" in MPI.Get_library_version() and Path(mpiexec()).exists()
+    """The `mpi` extra (CI installs it); checked in a child, so that this process
+    never initialises MPI."""
+    code = "from mpi4py import MPI; print(MPI.Get_library_version())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert out.returncode == 0 and "MPI" in out.stdout, (
+        f"mpi4py does not import ({out.stderr.strip()[-300:]}); install the MPI extra: "
+        "pip install -e \".[test,mpi]\"")
+    assert Path(mpiexec()).exists()
 
 
 def test_the_shares_of_a_batch_put_together_are_the_batch_of_one_process():
