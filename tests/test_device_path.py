@@ -232,7 +232,10 @@ def test_train_resume_evaluate_and_figures_on_gpus(devices, cache, tmp_path):
 def test_the_gpu_check_runs_to_its_end_on_one_and_two_devices(second, tmp_path, capsys):
     from benchmarks import gpu_check
     assert gpu_check.main(["--device", "cuda:0", "--second-device", second, "--batch", "2",
+                           "--check-batch", "1",
                            "--steps", "1", "--pipeline-steps", "2", "--pipeline-batch", "2",
+                           "--pipeline-images", "8", "--pipeline-warmup", "1",
+                           "--pipeline-workers", "1",
                            "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "0 check(s) failed" in out and "speed" in out and "pipeline" in out
