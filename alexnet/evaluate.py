@@ -17,17 +17,29 @@ from minidl import Tensor, functions as F
 from minidl.backend import get_device, to_numpy
 
 
+class NonFiniteScores(ValueError):
+    """The scores hold NaN or infinity (a diverged or damaged net)."""
+
+
 def topk_errors(scores, labels, ks=(1, 5)) -> dict:
     """Number of rows whose label is not among the k highest scores, for each k.
 
     Args:
         scores: (N, classes) logits or probabilities (any monotone transform).
         labels: (N,) integer class labels.
+    Raises NonFiniteScores if a score is NaN or infinite: a NaN compares false
+    with everything, so it would count as correct and give 0% error.
     """
     scores, labels = np.asarray(scores), np.asarray(labels)
     if scores.ndim != 2 or labels.shape != (scores.shape[0],):
         raise ValueError(f"topk_errors: expected scores (N, classes) and labels (N,), found "
                          f"{scores.shape} and {labels.shape}")
+    bad = ~np.isfinite(scores).all(axis=1)
+    if bad.any():
+        raise NonFiniteScores(f"the net's scores are NaN or infinite for {int(bad.sum())} of "
+                              f"{len(bad)} images: its weights have diverged or are damaged, so "
+                              "no error rate can be given. Use an earlier checkpoint, or train "
+                              "again with a lower learning rate.")
     out = {}
     for k in ks:
         k_eff = min(k, scores.shape[1])

@@ -12,6 +12,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -67,7 +68,8 @@ def epochs_to_target(errors, target):
 
 
 def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Config = None,
-            download=True, progress=True, restart=False, report_only=False, jobs=1) -> dict:
+            download=True, progress=True, restart=False, report_only=False, jobs=1,
+            allow_unofficial=False) -> dict:
     """Train the CIFAR-10 net with ReLU and with tanh; write figure1.png and the curves.
 
     Resumable: each net trains in out/<activation>/ with a checkpoint; running
@@ -76,6 +78,8 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
     cores shared out among them (see `_train_in_processes`): the same curves,
     sooner. With `report_only`, nothing trains: the figure and summary are
     made from the epochs the runs in `out` have finished so far.
+    `allow_unofficial`: accept a local CIFAR-10 archive whose MD5 is not the
+    official one (see `cifar10.check_official`).
     Returns the summary written to out/figure1.json.
     """
     cfg = config or Figure1Config()
@@ -85,11 +89,12 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
     out.mkdir(parents=True, exist_ok=True)
     if not report_only:
         if jobs > 1 and len(cfg.activations) > 1:
-            cifar10.load_cifar10(data_dir, download=download, progress=progress)  # fetch, check
+            cifar10.load_cifar10(data_dir, download=download, progress=progress,  # fetch, check
+                                 allow_unofficial=allow_unofficial)
             _train_in_processes(data_dir, cfg, out, progress, restart, jobs)
             report_only = True                       # the runs are on disk: report them
         else:
-            data, mean = _figure1_data(data_dir, cfg, download, progress)
+            data, mean = _figure1_data(data_dir, cfg, download, progress, allow_unofficial)
 
     curves, summary = {}, {"config": asdict(cfg), "runs": {}}
     for act in cfg.activations:
@@ -121,8 +126,9 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
     return summary
 
 
-def _figure1_data(data_dir, cfg, download, progress):
-    data = cifar10.load_cifar10(data_dir, download=download, progress=progress)
+def _figure1_data(data_dir, cfg, download, progress, allow_unofficial=False):
+    data = cifar10.load_cifar10(data_dir, download=download, progress=progress,
+                                allow_unofficial=allow_unofficial)
     if cfg.train_images < len(data.y_train):
         data = data.subset(cfg.train_images, n_test=min(len(data.y_test), 2000), seed=cfg.seed)
     return data, cifar10.mean_image(data.x_train)
@@ -151,8 +157,30 @@ def _train_in_processes(data_dir, cfg, out, progress, restart, jobs):
             initargs=(running if share else None, cores)) as pool:
         futures = [pool.submit(_train_one, data_dir, act, cfg, out / act, progress, restart, 2 * i)
                    for i, act in enumerate(cfg.activations)]
-        for f in futures:
-            f.result()                                   # re-raises a process's error here
+        try:
+            for f in futures:
+                f.result()                               # re-raises a process's error here
+        except BaseException:
+            # Ctrl-C (the processes ignore SIGINT: it is ours to handle) or one net's error:
+            # stop the others now rather than wait for their runs to end. Their last
+            # checkpoints are whole (atomic saves), so the same command resumes them.
+            for f in futures:
+                f.cancel()
+            _stop_processes(pool)
+            raise
+
+
+def _stop_processes(pool):
+    """Terminate a ProcessPoolExecutor's processes and wait for them (a few seconds)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
 
 
 _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -175,6 +203,7 @@ _share = None          # in a process of _train_in_processes: (nets training now
 
 def _child_init(running, cores):
     global _share
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group: the parent acts
     _share = None if running is None else (running, cores)
 
 
@@ -305,7 +334,7 @@ def describe(summary) -> str:
 
 def figure1_sweep(data_dir=None, out="runs/figure1-sweep", lrs=(0.002, 0.004, 0.008, 0.016, 0.032),
                   activations=("relu", "tanh"), train_images=50000, epochs=3, seed=0,
-                  download=True, progress=True) -> dict:
+                  download=True, progress=True, allow_unofficial=False) -> dict:
     """The learning-rate sweep behind FIGURE1_LR ("chosen independently to make
     training as fast as possible"): each activation, each rate, a few epochs on
     the training set (or a class-balanced subset); the best rate is the one with
@@ -313,7 +342,8 @@ def figure1_sweep(data_dir=None, out="runs/figure1-sweep", lrs=(0.002, 0.004, 0.
     Diverged runs count as 1.0. With the whole set and seed 0, each run retraces
     the first epochs of `alexnet figure1` at that rate.
     """
-    data = cifar10.load_cifar10(data_dir, download=download, progress=progress)
+    data = cifar10.load_cifar10(data_dir, download=download, progress=progress,
+                                allow_unofficial=allow_unofficial)
     data = data.subset(train_images, n_test=1000, seed=seed)
     mean = cifar10.mean_image(data.x_train)
     out = Path(out)
