@@ -263,7 +263,13 @@ def cmd_figures(args):
 # ----------------------------------------------------------------------------- the parser
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after each option's help; the description kept as written."""
+    """Defaults shown after each option's help (not the None/False of options that are
+    off or whose help says its default); the description kept as written."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _common(p, data_help=None, output=None, batch=None, workers=None):
@@ -272,16 +278,17 @@ def _common(p, data_help=None, output=None, batch=None, workers=None):
     output: (default, help) of --output-dir/-o; workers: (default, type, help) of
     --workers/-j; batch: the default of --batch-size/-b."""
     if data_help:
-        p.add_argument("--data-dir", "--data", dest="data_dir", required=True, help=data_help)
+        p.add_argument("--data-dir", "--data", dest="data_dir", required=True, metavar="DIR",
+                       help=data_help)
     if output:
         p.add_argument("--output-dir", "-o", "--out", dest="output_dir", default=output[0],
-                       help=output[1])
+                       metavar="DIR", help=output[1])
     if batch is not None:
         p.add_argument("--batch-size", "-b", "--batch", dest="batch_size", type=positive_int,
-                       default=batch, help="images per batch")
+                       default=batch, metavar="N", help="images per batch")
     if workers:
         p.add_argument("--workers", "-j", dest="workers", default=workers[0], type=workers[1],
-                       help=workers[2])
+                       metavar="N", help=workers[2])
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (they are off anyway when stderr is not a terminal)")
 

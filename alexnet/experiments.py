@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -204,6 +205,10 @@ _share = None          # in a process of _train_in_processes: (nets training now
 def _child_init(running, cores):
     global _share
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group: the parent acts
+    # tqdm's default lock is a multiprocessing semaphore, which a process stopped by the
+    # parent could not release (a "leaked semaphore" warning); a thread lock does here.
+    from tqdm import tqdm
+    tqdm.set_lock(threading.RLock())
     _share = None if running is None else (running, cores)
 
 

@@ -322,7 +322,9 @@ def train_imagenet(cache, out="runs/alexnet", recipe: Recipe = None, columns=2, 
     (out / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
     if resume:
         trainer.resume()
-        if resume_lr is not None:
+        if resume_lr is not None:       # the rate from now on; a fixed schedule is rescaled
+            if hasattr(schedule, "base_lr"):
+                schedule.base_lr *= float(resume_lr) / opt.lr
             opt.lr = float(resume_lr)
     try:
         return trainer.fit()

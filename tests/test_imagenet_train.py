@@ -74,12 +74,26 @@ def test_training_through_the_cli_drives_the_training_error_down(trained):
     assert run["model"]["conv_channels"] == [8, 12, 16, 12, 8] and run["data"]["classes"] == 4
 
 
-def test_a_run_in_use_is_not_overwritten_and_resume_checks_the_recipe(trained, cache, capsys):
-    assert cli.main(["train", "--data", str(cache), "--out", str(trained), *SMALL]) == 1
-    assert "--resume" in capsys.readouterr().err
+def test_a_run_in_use_is_not_overwritten_and_resume_checks_the_recipe(trained, cache, capsys,
+                                                                      tmp_path):
+    args = ["train", "--data", str(cache), "--out", str(trained), *SMALL]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "to continue it, type:\n  alexnet " + " ".join(args) + " --resume\n" in err
     assert cli.main(["train", "--data", str(cache), "--out", str(trained), "--resume",
                      "--batch", "4", *SMALL]) == 1
-    assert "identical run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "identical run" in err and "recipe.batch_size: 8 -> 4" in err
+    assert "the learning rate (--lr), --epochs and logging options" in err
+    # the learning rate and the epochs may change: --resume RUN continues with them
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    assert cli.main(["train", "--data-dir", str(cache), "-b", "8", "--resume", str(copy),
+                     "--lr", "0.0005", "--epochs", "11", "--schedule", "2012", "-j", "0",
+                     *SMALL]) == 0
+    history = read_metrics(copy)
+    assert len(history) == 11 and history[-1]["lr"] == pytest.approx(0.0005)
 
 
 def test_checkpoint_rebuilds_the_model_alone(trained):
