@@ -464,7 +464,7 @@ def build_parser():
     return p
 
 
-_RESUMABLE = {"train": "the last checkpoint is kept; to resume, type:\n  {resume}",
+_RESUMABLE = {"train": "the last checkpoint is kept; to resume: {resume}",
               "figure1": "the last checkpoints are kept; to resume, run the same command again",
               "figure1-sweep": "run the same command again to start the sweep over",
               "prepare": "finished chunks are kept; to resume, run the same command again"}

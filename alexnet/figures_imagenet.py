@@ -163,7 +163,7 @@ def plot_figure4(queries, probs, labels, neighbours, path, wnids=None, words=Non
     """
     Q, k = len(queries), neighbours.shape[1]
     fig = plt.figure(figsize=(2.0 * (k + 2.6), 1.9 * Q + 0.5), dpi=110)
-    grid = fig.add_gridspec(Q, k + 2, width_ratios=[1, 1.6] + [1] * k, wspace=0.08, hspace=0.35)
+    grid = fig.add_gridspec(Q, k + 2, width_ratios=[1, 1.8] + [1] * k, wspace=0.08, hspace=0.6)
     for i in range(Q):
         ax = fig.add_subplot(grid[i, 0])
         ax.imshow(queries[i])
@@ -175,9 +175,13 @@ def plot_figure4(queries, probs, labels, neighbours, path, wnids=None, words=Non
         ax = fig.add_subplot(grid[i, 1])
         colours = ["tab:red" if c == labels[i] else "tab:blue" for c in top]
         ax.barh(range(len(top)), probs[i][top], color=colours)
-        ax.set_yticks(range(len(top)))
-        ax.set_yticklabels([class_name(words, wnids, int(c)) for c in top], fontsize=8)
-        ax.yaxis.tick_right()                       # names beside the bars, clear of the image
+        for j, c in enumerate(top):                 # each name on its bar, clear of the images
+            p = float(probs[i][c])
+            inside = p > 0.55
+            ax.text(p - 0.02 if inside else p + 0.02, j, class_name(words, wnids, int(c)),
+                    va="center", ha="right" if inside else "left", fontsize=8,
+                    color="white" if inside else "black")
+        ax.set_yticks([])
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
         ax.tick_params(axis="x", labelsize=8)

@@ -362,9 +362,9 @@ def describe_evaluation(result) -> str:
     for key in ("centre", "ten"):
         if key in result:
             r = result[key]
-            lines.append(f"  {names[key]:<17} top-1 {100 * r['top1']:5.2f}%  top-5 "
+            lines.append(f"  {names[key]:<17} top-1 error {100 * r['top1']:5.2f}%  top-5 error "
                          f"{100 * r['top5']:5.2f}%  ({r['n']} images)")
-    lines.append("  the paper (ILSVRC-2012 val, 1 CNN): top-1 40.7%, top-5 18.2%")
+    lines.append("  the paper (ILSVRC-2012 val, 1 CNN): top-1 error 40.7%, top-5 error 18.2%")
     return "\n".join(lines)
 
 

@@ -282,9 +282,12 @@ class Trainer:
         os.replace(tmp, path)
 
 
+_SHORT_NAMES = {"train_loss": "train loss", "train_top1": "train top-1 error",
+                "val_top1": "val top-1 error", "val_top5": "val top-5 error", "lr": "lr"}
+
+
 def _short(record):
-    keys = [k for k in ("train_loss", "train_top1", "val_top1", "val_top5", "lr") if k in record]
-    return ", ".join(f"{k}={record[k]:.4g}" for k in keys)
+    return ", ".join(f"{name} {record[k]:.4g}" for k, name in _SHORT_NAMES.items() if k in record)
 
 
 def read_metrics(out_dir) -> list:

@@ -240,6 +240,33 @@ def test_damaged_meta_mat_is_one_clear_error(tmp_path):
         load_devkit(kit.parent)
 
 
+def test_devkit_archive_is_bounded_and_its_ground_truth_checked(tmp_path, monkeypatch):
+    from alexnet.data import imagenet
+    kit = tmp_path / "ILSVRC2012_devkit_t12"
+    (kit / "data").mkdir(parents=True)
+    (kit / "data" / "meta.mat").write_bytes(FIXTURE.read_bytes())
+    (kit / "data" / "ILSVRC2012_validation_ground_truth.txt").write_text("1\n2\nthree\n")
+    archive = tmp_path / "ILSVRC2012_devkit_t12.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(kit, arcname=kit.name)
+    devkit = load_devkit(archive)
+    with pytest.raises(ValueError, match="validation_ground_truth.txt.*one ILSVRC class ID"):
+        devkit.wnid_of_file("val", ["a.JPEG", "b.JPEG", "c.JPEG"])
+    monkeypatch.setattr(imagenet, "DEVKIT_MAX_MEMBER_BYTES", 100)
+    with pytest.raises(ValueError, match="not an ILSVRC devkit"):
+        load_devkit(archive)
+
+
+def test_a_train_split_where_nothing_decodes_points_at_a_written_report(tmp_path):
+    src = image_folder(tmp_path / "src", train=1, val=1)
+    for f in (src / "train").rglob("*.JPEG"):
+        f.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="no training image could be decoded.*report.json"):
+        _prepare(src, tmp_path / "out")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert len(report["train"]["skipped"]) == 4
+
+
 # -------------------------------------------------------------- image formats --
 
 def test_16_bit_png_is_scaled_not_clipped_to_white(tmp_path):

@@ -161,6 +161,21 @@ def test_figures_are_pngs(trained, cache, tmp_path):
             assert min(img.size) > 100
 
 
+def test_class_names_come_from_the_cache_the_devkit_or_the_shipped_list(tmp_path):
+    import shutil
+    from alexnet.figures_imagenet import class_words, shipped_synset_words
+    table = shipped_synset_words()
+    assert len(table) == 1000 and table["n01440764"] == "tench, Tinca tinca"
+    assert sorted(table) == list(table)                  # class k is the k-th sorted WNID
+    assert class_words(["n01440764", "n09999999"]) == ["tench, Tinca tinca", "n09999999"]
+    assert class_words(["n01440764"], ["my fish"]) == ["my fish"]
+    kit = tmp_path / "ILSVRC2012_devkit_t12" / "data"
+    kit.mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "data" / "ilsvrc2012_meta_tiny.mat", kit / "meta.mat")
+    names = class_words(WNIDS, devkit=kit.parent)
+    assert all(names) and names != WNIDS
+
+
 def test_kernel_grid_and_nearest_neighbours():
     k = np.random.default_rng(0).normal(size=(48, 3, 11, 11))
     g = kernel_grid(k, ncols=12)
@@ -234,7 +249,8 @@ def test_ctrl_c_during_training_keeps_the_checkpoint_and_leaves_no_process(cache
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert "interrupted" in err
+    assert "interrupted" in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith(" ".join(args) + " --resume")   # what to type
     assert minidl.serialize.load(out / "checkpoint.npz")["train"]["step"] >= 1
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and session_processes(proc.pid):

@@ -463,7 +463,12 @@ class Devkit:
         if split not in self.truth:
             raise FileNotFoundError(f"the {self.year} devkit has no ground truth for {split!r} "
                                     f"(found: {sorted(self.truth)})")
-        ids = [int(t) for t in _read_text(self.truth[split]).split()]
+        try:
+            ids = [int(t) for t in _read_text(self.truth[split]).split()]
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{self.truth[split]}: expected one ILSVRC class ID (a whole number) "
+                             f"per line ({e}); the file is damaged: extract the devkit "
+                             "again") from None
         filenames = sorted(filenames)
         if len(ids) != len(filenames):
             raise ValueError(f"{self.truth[split]} has {len(ids)} labels but the {split} split "
@@ -524,8 +529,7 @@ def load_devkit(path) -> Devkit:
                  if p.is_file()}
         read = lambda ref: Path(ref).read_bytes()  # noqa: E731
     else:
-        with tarfile.open(path) as tar:
-            files = {m.name: (path, m.name) for m in tar if m.isfile()}
+        files = _devkit_members(path)
         read = lambda ref: _read_member(*ref)  # noqa: E731
     meta = [k for k in files if k.endswith("meta.mat")]
     if not meta:
@@ -538,6 +542,31 @@ def load_devkit(path) -> Devkit:
             truth["val" if m.group(2) == "validation" else "test"] = ref
     year = re.search(r"ILSVRC(\d{4})", " ".join(files)) or re.search(r"(\d{4})", path)
     return Devkit(year.group(1) if year else "?", ids, words, truth)
+
+
+# The ILSVRC devkits hold a few dozen files, none over a few MB: more than this is not a devkit.
+DEVKIT_MAX_MEMBERS = 1000
+DEVKIT_MAX_MEMBER_BYTES = 64 * 2**20
+
+
+def _devkit_members(path) -> dict:
+    """{member name: (archive, name)} of a devkit archive's regular files, refusing an
+    archive with more than DEVKIT_MAX_MEMBERS members or a member larger than
+    DEVKIT_MAX_MEMBER_BYTES (nothing is extracted to disk: members are read in memory)."""
+    files = {}
+    try:
+        with tarfile.open(path) as tar:
+            for count, m in enumerate(tar, 1):
+                if count > DEVKIT_MAX_MEMBERS or m.size > DEVKIT_MAX_MEMBER_BYTES:
+                    raise ValueError(f"{path}: more than {DEVKIT_MAX_MEMBERS} members or a member "
+                                     f"over {DEVKIT_MAX_MEMBER_BYTES >> 20} MiB ({m.name}); not an "
+                                     "ILSVRC devkit. Download ILSVRC2012_devkit_t12.tar.gz again.")
+                if m.isfile():
+                    files[m.name] = (path, m.name)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{path}: cannot be read as a devkit archive ({type(e).__name__}: {e}); "
+                         "download ILSVRC2012_devkit_t12.tar.gz again") from None
+    return files
 
 
 def _read_member(archive, name):
