@@ -105,7 +105,7 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
             if not history:
                 raise FileNotFoundError(f"{run_dir} has no finished epoch to report; "
                                         "train first (alexnet figure1 without --report-only)")
-            lr = minidl.serialize.load(run_dir / CHECKPOINT)["meta"]["lr"]
+            lr = _saved_meta(run_dir / CHECKPOINT)["lr"]
         else:
             history = train_cifar(data, mean, act, cfg, run_dir, progress, restart)
             lr = cfg.lr_of(act)
@@ -278,13 +278,19 @@ def train_cifar(data, mean, activation, cfg: Figure1Config, run_dir, progress=Tr
     if restart and trainer.checkpoint_path.exists():
         trainer.checkpoint_path.unlink()
     if trainer.checkpoint_path.exists():
-        saved = minidl.serialize.load(trainer.checkpoint_path)["meta"]
+        saved = _saved_meta(trainer.checkpoint_path)
         if saved != json.loads(json.dumps(meta)):
             raise ValueError(f"{run_dir} holds a run with another configuration "
                              f"({saved}, not {meta}); use another --out, or --restart to "
                              "discard it")
         trainer.resume()
     return trainer.fit()
+
+
+def _saved_meta(path) -> dict:
+    """The meta of a Figure 1 checkpoint, checked (an edited file is a clear error)."""
+    state = minidl.serialize.load(path)
+    return minidl.serialize.check(state, {"meta": {"lr": float, "activation": str}}, path)["meta"]
 
 
 def _ratio(runs, cfg):

@@ -36,7 +36,7 @@ from minidl import optim, serialize
 from minidl.backend import get_device
 
 from .data.loader import Loader
-from .data.prepare import open_split
+from .data.prepare import open_split, read_manifest
 from .evaluate import evaluate, evaluate_split
 from .figures import plot_training
 from .model import AlexNet, AlexNetConfig
@@ -79,12 +79,7 @@ def cache_identity(cache) -> dict:
     size: the cache's image side; train/val: prepare's fingerprints of the file
     lists (a resumed run must see the very same rows).
     """
-    cache = Path(cache)
-    path = cache / "manifest.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{cache}: no manifest.json; build the cache with "
-                                f"`alexnet prepare SRC {cache}`")
-    m = json.loads(path.read_text())
+    m = read_manifest(cache)
     wnids = m.get("wnids") or []
     splits = m.get("splits", {})
     return {"size": m.get("size"), "classes": len(wnids), "wnids_sha1": _sha1(wnids),
@@ -100,7 +95,7 @@ def check_classes(meta: dict, cache, where="checkpoint"):
     have = cache_identity(cache)
     want = meta["data"]
     if have["wnids_sha1"] != want["wnids_sha1"]:
-        wnids = json.loads((Path(cache) / "manifest.json").read_text()).get("wnids") or []
+        wnids = read_manifest(cache)["wnids"]
         ours = meta.get("wnids") or []
         diff = sorted(set(ours) ^ set(wnids))
         raise ValueError(

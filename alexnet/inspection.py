@@ -64,18 +64,21 @@ def default_image(width=320, height=256):
 
 
 def load_image(path):
-    """A Pillow-readable file as a PIL RGB image (grayscale, CMYK, palette, alpha all converted).
+    """A Pillow-readable file as a PIL RGB image (grayscale, 16-bit, CMYK, palette, alpha
+    all converted, as the cache converts them: `alexnet.data.prepare.to_rgb`).
 
     Raises FileNotFoundError if there is no file, ValueError if Pillow cannot
     read it as an image.
     """
     from PIL import Image, UnidentifiedImageError
+
+    from .data.prepare import to_rgb
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"inspect: no image file at {path}")
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")           # EXIF orientation ignored on purpose
+            return to_rgb(img)                  # EXIF orientation ignored on purpose
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"inspect: {path} is not an image Pillow can read ({e}). "
                          "Expected a JPEG, PNG or another format Pillow opens; "

@@ -133,3 +133,15 @@ def test_resume_differences_name_the_settings():
            "data": {"train": "abd"}}
     assert resume_differences(saved, now) == ["data.train: 'abc' -> 'abd'",
                                               "recipe.batch_size: 128 -> 64"]
+
+
+def test_an_edited_figure1_checkpoint_is_a_clear_cli_error(tmp_path, capsys):
+    run = tmp_path / "out" / "relu"
+    run.mkdir(parents=True)
+    serialize.save(run / "checkpoint.npz", {"meta": {"activation": "relu"}})   # lr deleted
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "train_top1": 0.5, "seconds": 1.0, '
+                                       '"images_per_s": 10.0}\n')
+    assert cli.main(["figure1", "--report-only", "--activations", "relu", "-o",
+                     str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "'meta/lr' is missing" in err and "Traceback" not in err

@@ -277,3 +277,22 @@ def test_16_bit_png_is_scaled_not_clipped_to_white(tmp_path):
     expected = np.rint(ramp / 257.0)
     assert out.shape == (64, 64, 3) and out.min() < 10 and out.max() > 240
     assert np.abs(out[..., 0].astype(float) - expected).mean() < 2
+    from alexnet.inspection import load_image as inspect_load
+    seen = np.asarray(inspect_load(path))                  # inspect reads it the same way
+    assert seen.shape == (64, 64, 3) and np.abs(seen[..., 1] - expected).mean() < 1
+
+
+def test_a_damaged_manifest_is_one_clear_error(tmp_path, capsys):
+    src = image_folder(tmp_path / "src", train=1, val=1)
+    out = tmp_path / "out"
+    _prepare(src, out)
+    manifest = out / "manifest.json"
+    good = manifest.read_text()
+    for damage, expected in (("{not json", "not readable JSON"),
+                             (good.replace('"wnids"', '"classes"'), "'wnids' is missing"),
+                             (good.replace('"version": 1', '"version": 9'), "version 9")):
+        manifest.write_text(damage)
+        with pytest.raises(ValueError, match=expected):
+            open_split(out, "train")
+        assert cli.main(["evaluate", str(tmp_path), "--data-dir", str(out)]) == 1
+        assert "Traceback" not in capsys.readouterr().err

@@ -314,11 +314,6 @@ def _check_cache_settings(manifest, out, src, size, chunk_size, exif_transpose, 
     unless `rebuild`."""
     if not manifest:
         return
-    if manifest.get("format", "alexnet-ilsvrc-cache") != "alexnet-ilsvrc-cache" \
-            or manifest.get("version") != CACHE_VERSION:
-        raise ValueError(f"{out} holds something else than a version-{CACHE_VERSION} cache "
-                         f"(its manifest.json says format {manifest.get('format')!r}, version "
-                         f"{manifest.get('version')!r}); choose another OUT folder")
     have = {"SRC": manifest.get("source"), "--size": manifest.get("size"),
             "--chunk-size": manifest.get("chunk_size", chunk_size),
             "--exif-transpose": manifest.get("exif_transpose", exif_transpose)}
@@ -391,13 +386,7 @@ def prepare(src, out, workers=None, splits=None, size=SIZE, chunk_size=256,
             f"(--splits {','.join(s for s in splits if s not in missing) or 'train'}).")
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    except (ValueError, UnicodeError) as e:
-        raise ValueError(f"{manifest_path}: not readable JSON ({e}); choose another OUT folder "
-                         "or delete the damaged cache") from None
-    if not isinstance(manifest, dict):
-        raise ValueError(f"{manifest_path}: not a cache manifest; choose another OUT folder")
+    manifest = read_manifest(out) if manifest_path.exists() else {}
     _check_cache_settings(manifest, out, src, size, chunk_size, exif_transpose, rebuild)
     manifest.update(format="alexnet-ilsvrc-cache", version=CACHE_VERSION, size=size,
                     source=str(src), exif_transpose=exif_transpose, chunk_size=chunk_size,
@@ -510,13 +499,35 @@ class CacheSplit:
         return super().__reduce_ex__(protocol)
 
 
+MANIFEST_SCHEMA = {"format": str, "version": int, "size": int, "wnids": list, "splits": dict}
+
+
+def read_manifest(cache) -> dict:
+    """OUT/manifest.json of a prepared cache, checked: the one place a cache's
+    manifest is read. A missing, damaged or foreign one is a clear error."""
+    from minidl.serialize import check
+    cache = Path(cache)
+    path = cache / "manifest.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{cache}: no manifest.json; build the cache with "
+                                f"`alexnet prepare SRC {cache}`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeError) as e:
+        raise ValueError(f"{path}: not readable JSON ({e}); the cache is damaged: prepare it "
+                         "again (alexnet prepare SRC OUT --rebuild)") from None
+    check(manifest, MANIFEST_SCHEMA, path)
+    if manifest["format"] != "alexnet-ilsvrc-cache" or manifest["version"] != CACHE_VERSION:
+        raise ValueError(f"{path}: a {manifest['format']!r} version {manifest['version']} "
+                         f"manifest, expected an alexnet-ilsvrc-cache of version {CACHE_VERSION}; "
+                         "prepare the cache again")
+    return manifest
+
+
 def open_split(cache, split="train") -> CacheSplit:
     """Map one split of a prepared cache (see the module docstring for the files)."""
     cache = Path(cache)
-    manifest_path = cache / "manifest.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{cache}: no manifest.json; build the cache with `alexnet prepare SRC {cache}`")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(cache)
     entry = manifest.get("splits", {}).get(split)
     if not entry or not entry.get("complete"):
         raise FileNotFoundError(f"{cache}: split {split!r} is {'incomplete' if entry else 'absent'} "
