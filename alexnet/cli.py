@@ -185,9 +185,10 @@ def cmd_prepare(args):
                        max_chunks=args.max_chunks, rebuild=args.rebuild)
     for name, entry in manifest["splits"].items():
         state = "complete" if entry["complete"] else "INCOMPLETE (run the command again)"
-        print(f"{name}: {entry['valid']} images, {entry['skipped']} skipped, {state}")
+        print(f"{name}: {entry['valid']} images, {entry['skipped']} skipped, "
+              f"{entry.get('refused', 0)} refused, {state}")
     print(f"{len(manifest.get('wnids', []))} classes; cache in {args.out} "
-          f"(skipped files: {args.out}/report.json)")
+          f"(skipped and refused files: {args.out}/report.json)")
 
 
 def _resume_dir(args):

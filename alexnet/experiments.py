@@ -279,10 +279,13 @@ def train_cifar(data, mean, activation, cfg: Figure1Config, run_dir, progress=Tr
         trainer.checkpoint_path.unlink()
     if trainer.checkpoint_path.exists():
         saved = _saved_meta(trainer.checkpoint_path)
-        if saved != json.loads(json.dumps(meta)):
-            raise ValueError(f"{run_dir} holds a run with another configuration "
-                             f"({saved}, not {meta}); use another --out, or --restart to "
-                             "discard it")
+        now = json.loads(json.dumps(meta))
+        if saved != now:
+            differ = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}"
+                      for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+            raise ValueError(f"{run_dir} holds a run with other settings (saved -> now: "
+                             f"{'; '.join(differ)}); only --max-epochs may change when a run "
+                             "continues. Use another --output-dir, or --restart to discard it")
         trainer.resume()
     return trainer.fit()
 

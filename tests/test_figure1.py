@@ -56,9 +56,11 @@ def test_figure1_quick_end_to_end_and_resume(tmp_path, capsys):
     assert cli.main(args + ["--report-only"]) == 0
     assert (out / "figure1.png").exists()
     assert (out / "relu" / "checkpoint.npz").stat().st_mtime_ns == before
-    # another configuration in the same folder is refused, not mixed in
+    # another configuration in the same folder is refused, not mixed in, naming what differs
+    capsys.readouterr()
     assert cli.main(args + ["--lr-relu", "0.5"]) == 1
-    assert "another configuration" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "lr: 0.004 -> 0.5" in err and "other settings" in err
 
 
 def test_figure1_without_data_says_where_to_put_it(tmp_path, capsys):
