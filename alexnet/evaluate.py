@@ -14,45 +14,58 @@ from tqdm.auto import tqdm
 
 import minidl
 from minidl import Tensor, functions as F
-from minidl.backend import get_device, to_numpy
+from minidl.backend import array_module, get_device, to_numpy
 
 
 class NonFiniteScores(ValueError):
     """The scores hold NaN or infinity (a diverged or damaged net)."""
 
 
-def topk_errors(scores, labels, ks=(1, 5)) -> dict:
-    """Number of rows whose label is not among the k highest scores, for each k.
+def check_finite(scores):
+    """Raise NonFiniteScores if a row of (N, classes) host scores is NaN or infinite.
 
-    Args:
-        scores: (N, classes) logits or probabilities (any monotone transform).
-        labels: (N,) integer class labels.
-    Raises NonFiniteScores if a score is NaN or infinite: a NaN compares false
-    with everything, so it would count as correct and give 0% error.
-    """
-    scores, labels = np.asarray(scores), np.asarray(labels)
-    if scores.ndim != 2 or labels.shape != (scores.shape[0],):
-        raise ValueError(f"topk_errors: expected scores (N, classes) and labels (N,), found "
-                         f"{scores.shape} and {labels.shape}")
+    An evaluation reports it instead of a number: 100% error would hide that the
+    net itself is broken (and a NaN compared naively would even count as right)."""
     bad = ~np.isfinite(scores).all(axis=1)
     if bad.any():
         raise NonFiniteScores(f"the net's scores are NaN or infinite for {int(bad.sum())} of "
                               f"{len(bad)} images: its weights have diverged or are damaged, so "
                               "no error rate can be given. Use an earlier checkpoint, or train "
                               "again with a lower learning rate.")
-    out = {}
-    for k in ks:
-        k_eff = min(k, scores.shape[1])
-        # the label is in the top k iff fewer than k classes score strictly higher
-        higher = (scores > scores[np.arange(len(labels)), labels][:, None]).sum(axis=1)
-        out[k] = int((higher >= k_eff).sum())
-    return out
+    return scores
+
+
+def topk_wrong(scores, labels, ks=(1, 5)) -> dict:
+    """{k: how many rows' label is not among the k highest scores}, each a 0-d array on
+    the scores' device: no host sync, so a training step can count without waiting.
+
+    The label is in the top k iff fewer than k classes score higher. A NaN score
+    counts as higher than anything (``not scores <= label's score``), so a NaN
+    row is never counted correct.
+
+    Args:
+        scores: (N, classes) logits or probabilities (any monotone transform).
+        labels: (N,) integer class labels, on the same device.
+    """
+    xp = array_module(scores)
+    if scores.ndim != 2 or labels.shape != (scores.shape[0],):
+        raise ValueError(f"topk_errors: expected scores (N, classes) and labels (N,), found "
+                         f"{scores.shape} and {labels.shape}")
+    own = xp.take_along_axis(scores, labels[:, None], axis=1)         # (N, 1)
+    higher = (~(scores <= own)).sum(axis=1)                            # (N,)
+    return {k: (higher >= min(k, scores.shape[1])).sum() for k in ks}
+
+
+def topk_errors(scores, labels, ks=(1, 5)) -> dict:
+    """`topk_wrong` read on the host: {k: int}."""
+    return {k: int(e) for k, e in topk_wrong(np.asarray(scores), np.asarray(labels), ks).items()}
 
 
 def predict_proba(model, x, device) -> np.ndarray:
-    """Softmax probabilities (N, classes) for a batch of images, no graph kept."""
+    """Softmax probabilities (N, classes) for a batch of images, no graph kept; NaN or
+    infinite outputs raise NonFiniteScores (`check_finite`)."""
     with minidl.no_grad():
-        return to_numpy(F.softmax(model(Tensor(x, device=device)), axis=1).data)
+        return check_finite(to_numpy(F.softmax(model(Tensor(x, device=device)), axis=1).data))
 
 
 def evaluate(model, batches, device=None, ks=(1, 5), progress=False, desc="eval",

@@ -8,7 +8,7 @@ import pytest
 
 from minidl import serialize
 from alexnet import cli
-from alexnet.evaluate import NonFiniteScores, evaluate, topk_errors
+from alexnet.evaluate import NonFiniteScores, check_finite, evaluate, topk_errors
 from alexnet.imagenet_train import load_checkpoint, resume_differences
 from alexnet.data.arrays import ArrayBatches
 from alexnet.model import CifarNet, CifarNetConfig
@@ -108,9 +108,10 @@ def test_an_edited_imagenet_checkpoint_is_a_clear_cli_error(tmp_path, capsys):
 def test_nan_scores_are_an_error_not_zero_error():
     scores = np.array([[0.1, 0.9], [np.nan, 0.2]])
     with pytest.raises(NonFiniteScores, match="1 of 2 images"):
-        topk_errors(scores, np.array([1, 0]))
+        check_finite(scores)
     with pytest.raises(NonFiniteScores):
-        topk_errors(np.array([[np.inf, 0.0]]), np.array([0]))
+        check_finite(np.array([[np.inf, 0.0]]))
+    assert topk_errors(scores, np.array([1, 0])) == {1: 1, 5: 1}   # a NaN row is never right
     model = CifarNet(CifarNetConfig(), seed=0)
     for p in model.parameters():
         p.data[...] = np.nan                                   # a diverged net
