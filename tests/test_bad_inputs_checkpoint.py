@@ -64,14 +64,14 @@ def test_stale_temporaries_of_killed_saves_are_removed(tmp_path):
                                                           "checkpoint.npz"]
 
 
-def _tiny_trainer(out, lr=0.01):
+def _tiny_trainer(out, lr=0.01, epochs=1):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (16, 3, 32, 32), dtype=np.uint8)
     y = rng.integers(0, 10, 16)
     model = CifarNet(CifarNetConfig(), seed=0)
     opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     batches = ArrayBatches(x, y, np.zeros((3, 32, 32), np.float32), 8, seed=0)
-    return Trainer(model, opt, batches, out, TrainConfig(max_epochs=1, progress=False,
+    return Trainer(model, opt, batches, out, TrainConfig(max_epochs=epochs, progress=False,
                                                          topk=(1,)))
 
 
@@ -120,8 +120,9 @@ def test_nan_scores_are_an_error_not_zero_error():
         evaluate(model, [(x, np.zeros(4, np.int64))])
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_says_how_to_resume_with_a_lower_rate(tmp_path):
-    trainer = _tiny_trainer(tmp_path, lr=1e6)
+    trainer = _tiny_trainer(tmp_path, lr=1e6, epochs=5)
     with pytest.raises(TrainingDiverged, match="--resume --lr 100000") as e:
         trainer.fit()
     assert "learning rate, epochs and logging options may change on resume" in str(e.value)

@@ -116,7 +116,8 @@ def test_figure1_in_processes_reports_a_run_error(tmp_path, capsys):
             "--no-progress", "--jobs", "2"]
     assert cli.main(args) == 0
     assert cli.main(args + ["--lr-tanh", "0.5"]) == 1       # the tanh run was made at another rate
-    assert "another configuration" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "other settings" in err and "lr: 0.016 -> 0.5" in err
 
 
 def test_core_share_gives_a_process_the_cores_of_the_nets_that_finished():
