@@ -102,10 +102,22 @@ def progress_bars(args) -> bool:
     return not args.no_progress and sys.stderr.isatty()
 
 
-def _command(argv, add=()):
-    """The command line that was run, with `add` appended (for 'to resume, type ...')."""
-    words = ["alexnet"] + [a for a in argv if a not in add] + list(add)
-    return shlex.join(words)
+def _resume_command(argv):
+    """The command line that was run, with --resume (and its RUN, if one was given) last:
+    what to type to continue the run."""
+    words, resume, i = [], ["--resume"], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--resume":
+            if i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+                resume.append(argv[i + 1])
+                i += 1
+        elif a.startswith("--resume="):
+            resume.append(a.split("=", 1)[1])
+        else:
+            words.append(a)
+        i += 1
+    return shlex.join(["alexnet", *words, *resume])
 
 
 def _output_file(path, inputs):
@@ -214,7 +226,7 @@ def cmd_train(args):
     out = run or Path(args.output_dir)
     if run is None and (out / CHECKPOINT).exists():
         raise FileExistsError(f"{out} already holds a run; to continue it, type:\n  "
-                              f"{_command(args.argv, ('--resume',))}\nor choose another "
+                              f"{_resume_command(args.argv)}\nor choose another "
                               "--output-dir to start a new one")
     recipe = Recipe(batch_size=args.batch_size, lr=args.lr if args.lr is not None else Recipe.lr,
                     epochs=args.epochs, schedule=args.schedule, patience=args.patience,
@@ -479,7 +491,7 @@ def main(argv=None):
         return args.func(args) or 0
     except KeyboardInterrupt:
         hint = _RESUMABLE.get(args.command, "nothing was written").format(
-            resume=_command([a for a in argv if a != "--resume"], ("--resume",)))
+            resume=_resume_command(argv))
         print(f"\nalexnet {args.command}: interrupted; {hint}", file=sys.stderr)
         return 130
     except (ValueError, RuntimeError, KeyError) as e:

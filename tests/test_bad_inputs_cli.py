@@ -89,6 +89,15 @@ def test_old_and_new_spellings_mean_the_same():
     assert p.parse_args(["train", "--data-dir", "c", "--resume", "runs/x"]).resume == "runs/x"
 
 
+def test_the_resume_command_keeps_every_option_and_the_run():
+    assert cli._resume_command(["train", "--data-dir", "c", "-b", "8"]) == \
+        "alexnet train --data-dir c -b 8 --resume"
+    assert cli._resume_command(["train", "--resume", "runs/x", "--data-dir", "my cache"]) == \
+        "alexnet train --data-dir 'my cache' --resume runs/x"
+    assert cli._resume_command(["train", "--resume", "--lr", "0.001"]) == \
+        "alexnet train --lr 0.001 --resume"
+
+
 def test_figure1_quick_has_its_own_default_folder(monkeypatch):
     import alexnet.experiments as ex
     seen = []
