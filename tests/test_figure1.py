@@ -147,3 +147,21 @@ def test_core_share_gives_a_process_the_cores_of_the_nets_that_finished():
         assert len(share) == 3 and share.size == 7          # otherwise the batches it wraps
     finally:
         minidl.set_num_threads(None)
+
+
+def test_training_plot_names_the_error_rates_in_words(tmp_path, monkeypatch):
+    import matplotlib.figure
+    from alexnet.figures import plot_training
+    seen, save = [], matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        for ax in fig.axes:
+            seen.append(ax.get_ylabel())
+            seen.extend(t.get_text() for t in ax.get_legend().get_texts())
+        return save(fig, *args, **kwargs)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    plot_training([{"epoch": 1, "train_loss": 2.0, "val_loss": 2.1, "train_top1": 0.5,
+                    "val_top1": 0.6, "val_top5": 0.2}], tmp_path / "t.png")
+    assert {"training top-1 error", "validation top-1 error", "validation top-5 error",
+            "error rate (lower is better)", "training loss"} <= set(seen)
+    assert not any("_top" in s for s in seen)
