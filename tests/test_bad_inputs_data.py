@@ -83,11 +83,15 @@ def test_archive_total_size_is_capped_not_only_each_member(tmp_path, monkeypatch
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_archive_member_count_is_capped(tmp_path, monkeypatch):
+def test_archive_member_count_and_size_are_capped(tmp_path, monkeypatch):
     d, _ = make_batches(tmp_path)
     archive = make_archive(tmp_path / "a.tar.gz", d)
     monkeypatch.setattr(C, "MAX_MEMBERS", 4)
     with pytest.raises(C.UnsafeArchiveError, match="more than 4 members"):
+        C.extract_archive(archive, tmp_path / "out")
+    monkeypatch.setattr(C, "MAX_MEMBERS", 64)
+    monkeypatch.setattr(C, "MAX_MEMBER_BYTES", 1000)
+    with pytest.raises(C.UnsafeArchiveError, match="more than the official CIFAR-10 archive"):
         C.extract_archive(archive, tmp_path / "out")
 
 
@@ -253,7 +257,7 @@ def test_devkit_archive_is_bounded_and_its_ground_truth_checked(tmp_path, monkey
     with pytest.raises(ValueError, match="validation_ground_truth.txt.*one ILSVRC class ID"):
         devkit.wnid_of_file("val", ["a.JPEG", "b.JPEG", "c.JPEG"])
     monkeypatch.setattr(imagenet, "DEVKIT_MAX_MEMBER_BYTES", 100)
-    with pytest.raises(ValueError, match="not an ILSVRC devkit"):
+    with pytest.raises(ValueError, match="more than an ILSVRC devkit holds"):
         load_devkit(archive)
 
 

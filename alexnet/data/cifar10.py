@@ -47,6 +47,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from .archive import bounded_members
+
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
@@ -402,14 +404,14 @@ def _checked_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInf
     """The members to extract: regular files directly under cifar-10-batches-py/.
 
     Raises UnsafeArchiveError on any member with an absolute path, a '..'
-    component, or that is a link, device or fifo. Safe members elsewhere (a
-    stray top-level README, say) are skipped.
+    component, or that is a link, device or fifo, and (`bounded_members`) on an
+    archive of more than MAX_MEMBERS members, MAX_MEMBER_BYTES per member or
+    MAX_TOTAL_BYTES in all. Safe members elsewhere (a stray top-level README,
+    say) are skipped.
     """
-    keep, seen, total = [], set(), 0
-    for count, m in enumerate(tar, 1):   # read header by header: no list of a million members
-        if count > MAX_MEMBERS:
-            raise UnsafeArchiveError(f"{archive}: more than {MAX_MEMBERS} members, the official "
-                                     f"archive has 8; refusing to extract. Delete the archive.")
+    keep, seen = [], set()
+    for m in bounded_members(tar, archive, MAX_MEMBERS, MAX_MEMBER_BYTES, MAX_TOTAL_BYTES,
+                             UnsafeArchiveError, "the official CIFAR-10 archive"):
         p = PurePosixPath(m.name)
         parts = [q for q in p.parts if q != "."]
         where = f"{archive}: member {m.name!r}"
@@ -426,14 +428,6 @@ def _checked_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInf
                                      f"This is not the official archive: delete it.")
         if m.isdir() or len(parts) != 2 or parts[0] != BATCHES_DIR:
             continue
-        if m.size > MAX_MEMBER_BYTES:
-            raise UnsafeArchiveError(f"{where} is {m.size} bytes, far more than a CIFAR-10 "
-                                     f"batch; refusing to extract. Delete the archive.")
-        total += m.size
-        if total > MAX_TOTAL_BYTES:
-            raise UnsafeArchiveError(f"{archive}: its members add up to more than "
-                                     f"{MAX_TOTAL_BYTES >> 20} MiB, the official archive's to 178 "
-                                     f"MB; refusing to extract. Delete the archive.")
         if parts[1] in seen:
             raise UnsafeArchiveError(f"{where} appears twice; refusing to extract.")
         seen.add(parts[1])

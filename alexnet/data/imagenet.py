@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .archive import bounded_members
+
 WNID = re.compile(r"^n\d{8}$")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -547,20 +549,18 @@ def load_devkit(path) -> Devkit:
 # The ILSVRC devkits hold a few dozen files, none over a few MB: more than this is not a devkit.
 DEVKIT_MAX_MEMBERS = 1000
 DEVKIT_MAX_MEMBER_BYTES = 64 * 2**20
+DEVKIT_MAX_TOTAL_BYTES = 256 * 2**20
 
 
 def _devkit_members(path) -> dict:
-    """{member name: (archive, name)} of a devkit archive's regular files, refusing an
-    archive with more than DEVKIT_MAX_MEMBERS members or a member larger than
-    DEVKIT_MAX_MEMBER_BYTES (nothing is extracted to disk: members are read in memory)."""
+    """{member name: (archive, name)} of a devkit archive's regular files, refusing one
+    beyond the DEVKIT_MAX_* bounds (`archive.bounded_members`; nothing is extracted to
+    disk: members are read in memory)."""
     files = {}
     try:
         with tarfile.open(path) as tar:
-            for count, m in enumerate(tar, 1):
-                if count > DEVKIT_MAX_MEMBERS or m.size > DEVKIT_MAX_MEMBER_BYTES:
-                    raise ValueError(f"{path}: more than {DEVKIT_MAX_MEMBERS} members or a member "
-                                     f"over {DEVKIT_MAX_MEMBER_BYTES >> 20} MiB ({m.name}); not an "
-                                     "ILSVRC devkit. Download ILSVRC2012_devkit_t12.tar.gz again.")
+            for m in bounded_members(tar, path, DEVKIT_MAX_MEMBERS, DEVKIT_MAX_MEMBER_BYTES,
+                                     DEVKIT_MAX_TOTAL_BYTES, what="an ILSVRC devkit"):
                 if m.isfile():
                     files[m.name] = (path, m.name)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
