@@ -300,3 +300,12 @@ def test_a_damaged_manifest_is_one_clear_error(tmp_path, capsys):
             open_split(out, "train")
         assert cli.main(["evaluate", str(tmp_path), "--data-dir", str(out)]) == 1
         assert "Traceback" not in capsys.readouterr().err
+
+
+def test_prepare_in_a_log_writes_plain_lines_not_bars(tmp_path, capsys):
+    src = image_folder(tmp_path / "src", train=2, val=1)
+    assert cli.main(["prepare", str(src), str(tmp_path / "out"), "--size", "32", "-j", "0",
+                     "--chunk-size", "2"]) == 0                 # stderr is not a terminal here
+    out, err = capsys.readouterr()
+    assert "prepare train: 8/8 images (100%)" in out and "prepare val: 4/4 images (100%)" in out
+    assert "\r" not in out + err and "\x1b" not in out + err

@@ -283,9 +283,14 @@ def _prepare_split(listing: Listing, out: Path, split, size, chunk_size, workers
             pool = mp.get_context(context or default_context()).Pool(
                 workers, initializer=_init_worker, initargs=initargs)
             results = pool.imap_unordered(_do_chunk, tasks)
+        done, tenth = done_rows, 10 * done_rows // n
         for chunk, chunk_stats, skipped in results:
             state.add(chunk, chunk_stats, skipped)
             bar.update(min(chunk_size, n - chunk * chunk_size))
+            done += min(chunk_size, n - chunk * chunk_size)
+            if not progress and 10 * done // n > tenth:     # no bars: a plain line per 10%
+                tenth = 10 * done // n
+                print(f"prepare {split}: {done}/{n} images ({100 * done // n}%)", flush=True)
             if time.monotonic() - last_save > 1.0:
                 state.save()
                 last_save = time.monotonic()
