@@ -93,7 +93,7 @@ def test_an_edited_checkpoint_names_the_entry(tmp_path, edit, entry):
 
 def test_an_edited_imagenet_checkpoint_is_a_clear_cli_error(tmp_path, capsys):
     path = tmp_path / "checkpoint.npz"
-    serialize.save(path, {"meta": {"kind": "alexnet-imagenet", "model": {"num_classes": "x"},
+    serialize.save(path, {"meta": {"kind": "alexnet-imagenet", "model": {"colour": "x"},
                                    "recipe": {}, "data": {}, "mean": np.zeros(3),
                                    "wnids": [], "devices": ["cpu"]},
                           "model": {}, "train": {"epoch": 1}})

@@ -139,7 +139,8 @@ def test_checkpoint_may_be_a_run_folder_of_a_small_net(tmp_path):
     assert rows[0].shape == (1, 4, 15, 15) and rows[-1].shape == (1, 4)
     assert f"checkpoint {tmp_path}" in "\n".join(lines)
     with pytest.raises(ValueError, match="does not hold weights of the paper's"):
-        build_model(checkpoint=serialize.save(tmp_path / "other.npz", {"model": {"x": np.ones(2)}}))
+        build_model(columns=1, checkpoint=serialize.save(tmp_path / "other.npz",
+                                                         {"model": {"x": np.ones(2)}}))
 
 
 def test_format_table_flags_a_mismatch_of_totals(default_run):
