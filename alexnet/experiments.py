@@ -156,19 +156,41 @@ def _train_in_processes(data_dir, cfg, out, progress, restart, jobs):
     with _environment({v: threads for v in _THREAD_VARIABLES}), ProcessPoolExecutor(
             jobs, mp_context=ctx, initializer=_child_init,
             initargs=(running if share else None, cores)) as pool:
-        futures = [pool.submit(_train_one, data_dir, act, cfg, out / act, progress, restart, 2 * i)
-                   for i, act in enumerate(cfg.activations)]
+        futures = []
         try:
+            with _sigint_blocked():   # the processes (and the pool's threads) never take Ctrl-C
+                futures += [pool.submit(_train_one, data_dir, act, cfg, out / act, progress,
+                                        restart, 2 * i) for i, act in enumerate(cfg.activations)]
             for f in futures:
                 f.result()                               # re-raises a process's error here
         except BaseException:
-            # Ctrl-C (the processes ignore SIGINT: it is ours to handle) or one net's error:
+            # Ctrl-C (a pending one arrives as the block above ends) or one net's error:
             # stop the others now rather than wait for their runs to end. Their last
             # checkpoints are whole (atomic saves), so the same command resumes them.
             for f in futures:
                 f.cancel()
             _stop_processes(pool)
             raise
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """Block SIGINT in this thread while the pool starts its processes and threads.
+
+    A blocked signal stays blocked in the threads started meanwhile and across
+    fork and exec, so the training processes never see Ctrl-C (no traceback from
+    them: this process stops them), and a Ctrl-C that comes meanwhile is not
+    lost: it waits, and arrives here as KeyboardInterrupt when the block ends.
+    """
+    if not hasattr(signal, "pthread_sigmask") or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _stop_processes(pool):
