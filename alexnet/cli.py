@@ -96,6 +96,14 @@ def devices(text):
     return ",".join(items)
 
 
+def one_device(text):
+    """A single device: cpu or cuda:N."""
+    d = devices(text)
+    if "," in d:
+        raise argparse.ArgumentTypeError(f"expected one device (cpu or cuda:N), found {text!r}")
+    return d
+
+
 def progress_bars(args) -> bool:
     """Bars only on a terminal: in a log file they are escape codes. Without bars
     the trainer prints one plain line per epoch."""
@@ -163,7 +171,7 @@ def cmd_figure1(args):
                           download=not args.no_download, progress=progress_bars(args),
                           restart=args.restart, report_only=args.report_only,
                           jobs=args.workers if args.workers is not None else available_cores(),
-                          allow_unofficial=args.allow_unofficial_archive)
+                          allow_unofficial=args.allow_unofficial_archive, device=args.device)
     except CIFAR10NotFound as e:
         raise FileNotFoundError(f"{e}\nFrom the command line: --data-dir D names the place "
                                 "(a folder, the archive, or cifar-10-batches-py); the "
@@ -340,6 +348,9 @@ def build_parser():
                    help="comma-separated subset of relu,tanh (e.g. to train them in two "
                         "processes; default both)")
     f.add_argument("--seed", type=count, default=None, help="random seed (default 0)")
+    f.add_argument("--device", type=one_device, default="cpu",
+                   help="where the nets train: cpu, or a GPU such as cuda:0 (then one after "
+                        "the other)")
     f.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
     f.add_argument("--allow-unofficial-archive", action="store_true",
                    help="accept a local archive whose MD5 is not the official one")

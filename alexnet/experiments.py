@@ -70,7 +70,7 @@ def epochs_to_target(errors, target):
 
 def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Config = None,
             download=True, progress=True, restart=False, report_only=False, jobs=1,
-            allow_unofficial=False) -> dict:
+            allow_unofficial=False, device="cpu") -> dict:
     """Train the CIFAR-10 net with ReLU and with tanh; write figure1.png and the curves.
 
     Resumable: each net trains in out/<activation>/ with a checkpoint; running
@@ -80,7 +80,8 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
     sooner. With `report_only`, nothing trains: the figure and summary are
     made from the epochs the runs in `out` have finished so far.
     `allow_unofficial`: accept a local CIFAR-10 archive whose MD5 is not the
-    official one (see `cifar10.check_official`).
+    official one (see `cifar10.check_official`). `device`: "cpu", or a GPU
+    ("cuda:0"), which trains the nets one after the other in this process.
     Returns the summary written to out/figure1.json.
     """
     cfg = config or Figure1Config()
@@ -89,7 +90,7 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not report_only:
-        if jobs > 1 and len(cfg.activations) > 1:
+        if jobs > 1 and len(cfg.activations) > 1 and device == "cpu":
             cifar10.load_cifar10(data_dir, download=download, progress=progress,  # fetch, check
                                  allow_unofficial=allow_unofficial)
             _train_in_processes(data_dir, cfg, out, progress, restart, jobs)
@@ -107,7 +108,8 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
                                         "train first (alexnet figure1 without --report-only)")
             lr = _saved_meta(run_dir / CHECKPOINT)["lr"]
         else:
-            history = train_cifar(data, mean, act, cfg, run_dir, progress, restart)
+            history = train_cifar(data, mean, act, cfg, run_dir, progress, restart,
+                                  device=device)
             lr = cfg.lr_of(act)
         errors = [r["train_top1"] for r in history]
         curves[act] = errors
@@ -270,13 +272,14 @@ def _train_one(data_dir, activation, cfg, run_dir, progress, restart, bar_positi
 
 
 def train_cifar(data, mean, activation, cfg: Figure1Config, run_dir, progress=True,
-                restart=False, bar_position=0, share=None):
+                restart=False, bar_position=0, share=None, device="cpu"):
     """One net of Figure 1: train until `target` training error or `max_epochs`.
 
     share: (a shared count of the nets training now, cores) to take a share
-    of the cores before each batch (see `_train_in_processes`)."""
+    of the cores before each batch (see `_train_in_processes`).
+    device: where the net trains ("cpu", or "cuda:0" for a GPU)."""
     minidl.random.manual_seed(cfg.seed)
-    model = CifarNet(CifarNetConfig(activation=activation), seed=cfg.seed)
+    model = CifarNet(CifarNetConfig(activation=activation), seed=cfg.seed, device=device)
     opt = optim.SGD(model.parameters(), lr=cfg.lr_of(activation), momentum=cfg.momentum,
                     weight_decay=0.0)                        # no regularization of any kind
     batches = ArrayBatches(data.x_train, data.y_train, mean, cfg.batch_size, seed=cfg.seed)

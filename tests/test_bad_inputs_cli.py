@@ -42,6 +42,8 @@ REFUSED = [
     (["figure1", "-j", "0"], "--workers", ">= 1"),
     (["figure1", "--activations", "relu,relu"], "--activations", "twice"),
     (["figure1", "--activations", "sigmoid"], "--activations", "subset of relu,tanh"),
+    (["figure1", "--device", "cpu,cuda:0"], "--device", "one device"),
+    (["figure1", "--device", "gpu"], "--device", "cuda:0"),
     (["figure1-sweep", "--lrs", "0.01,nan"], "--lrs", "finite"),
 ]
 
