@@ -213,7 +213,7 @@ class MPICommunicator(Communicator):
         if self.is_root:
             try:
                 check()
-            except (ValueError, FileNotFoundError) as e:
+            except (ValueError, OSError) as e:       # a bad setup (a missing or used run)
                 message = str(e)
         message = self.broadcast_text(json.dumps(message))
         if json.loads(message):

@@ -17,6 +17,24 @@ from minidl import Tensor, functions as F
 from minidl.backend import array_module, get_device, to_numpy
 
 
+class NonFiniteScores(ValueError):
+    """The scores hold NaN or infinity (a diverged or damaged net)."""
+
+
+def check_finite(scores):
+    """Raise NonFiniteScores if a row of (N, classes) host scores is NaN or infinite.
+
+    An evaluation reports it instead of a number: 100% error would hide that the
+    net itself is broken (and a NaN compared naively would even count as right)."""
+    bad = ~np.isfinite(scores).all(axis=1)
+    if bad.any():
+        raise NonFiniteScores(f"the net's scores are NaN or infinite for {int(bad.sum())} of "
+                              f"{len(bad)} images: its weights have diverged or are damaged, so "
+                              "no error rate can be given. Use an earlier checkpoint, or train "
+                              "again with a lower learning rate.")
+    return scores
+
+
 def topk_wrong(scores, labels, ks=(1, 5)) -> dict:
     """{k: how many rows' label is not among the k highest scores}, each a 0-d array on
     the scores' device: no host sync, so a training step can count without waiting.
@@ -44,9 +62,10 @@ def topk_errors(scores, labels, ks=(1, 5)) -> dict:
 
 
 def predict_proba(model, x, device) -> np.ndarray:
-    """Softmax probabilities (N, classes) for a batch of images, no graph kept."""
+    """Softmax probabilities (N, classes) for a batch of images, no graph kept; NaN or
+    infinite outputs raise NonFiniteScores (`check_finite`)."""
     with minidl.no_grad():
-        return to_numpy(F.softmax(model(Tensor(x, device=device)), axis=1).data)
+        return check_finite(to_numpy(F.softmax(model(Tensor(x, device=device)), axis=1).data))
 
 
 def evaluate(model, batches, device=None, ks=(1, 5), progress=False, desc="eval",

@@ -12,6 +12,8 @@ import contextlib
 import json
 import multiprocessing
 import os
+import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -67,7 +69,8 @@ def epochs_to_target(errors, target):
 
 
 def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Config = None,
-            download=True, progress=True, restart=False, report_only=False, jobs=1) -> dict:
+            download=True, progress=True, restart=False, report_only=False, jobs=1,
+            allow_unofficial=False, device="cpu") -> dict:
     """Train the CIFAR-10 net with ReLU and with tanh; write figure1.png and the curves.
 
     Resumable: each net trains in out/<activation>/ with a checkpoint; running
@@ -76,6 +79,9 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
     cores shared out among them (see `_train_in_processes`): the same curves,
     sooner. With `report_only`, nothing trains: the figure and summary are
     made from the epochs the runs in `out` have finished so far.
+    `allow_unofficial`: accept a local CIFAR-10 archive whose MD5 is not the
+    official one (see `cifar10.check_official`). `device`: "cpu", or a GPU
+    ("cuda:0"), which trains the nets one after the other in this process.
     Returns the summary written to out/figure1.json.
     """
     cfg = config or Figure1Config()
@@ -84,12 +90,13 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not report_only:
-        if jobs > 1 and len(cfg.activations) > 1:
-            cifar10.load_cifar10(data_dir, download=download, progress=progress)  # fetch, check
+        if jobs > 1 and len(cfg.activations) > 1 and device == "cpu":
+            cifar10.load_cifar10(data_dir, download=download, progress=progress,  # fetch, check
+                                 allow_unofficial=allow_unofficial)
             _train_in_processes(data_dir, cfg, out, progress, restart, jobs)
             report_only = True                       # the runs are on disk: report them
         else:
-            data, mean = _figure1_data(data_dir, cfg, download, progress)
+            data, mean = _figure1_data(data_dir, cfg, download, progress, allow_unofficial)
 
     curves, summary = {}, {"config": asdict(cfg), "runs": {}}
     for act in cfg.activations:
@@ -99,9 +106,10 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
             if not history:
                 raise FileNotFoundError(f"{run_dir} has no finished epoch to report; "
                                         "train first (alexnet figure1 without --report-only)")
-            lr = minidl.serialize.load(run_dir / CHECKPOINT)["meta"]["lr"]
+            lr = _saved_meta(run_dir / CHECKPOINT)["lr"]
         else:
-            history = train_cifar(data, mean, act, cfg, run_dir, progress, restart)
+            history = train_cifar(data, mean, act, cfg, run_dir, progress, restart,
+                                  device=device)
             lr = cfg.lr_of(act)
         errors = [r["train_top1"] for r in history]
         curves[act] = errors
@@ -121,8 +129,9 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
     return summary
 
 
-def _figure1_data(data_dir, cfg, download, progress):
-    data = cifar10.load_cifar10(data_dir, download=download, progress=progress)
+def _figure1_data(data_dir, cfg, download, progress, allow_unofficial=False):
+    data = cifar10.load_cifar10(data_dir, download=download, progress=progress,
+                                allow_unofficial=allow_unofficial)
     if cfg.train_images < len(data.y_train):
         data = data.subset(cfg.train_images, n_test=min(len(data.y_test), 2000), seed=cfg.seed)
     return data, cifar10.mean_image(data.x_train)
@@ -149,10 +158,54 @@ def _train_in_processes(data_dir, cfg, out, progress, restart, jobs):
     with _environment({v: threads for v in _THREAD_VARIABLES}), ProcessPoolExecutor(
             jobs, mp_context=ctx, initializer=_child_init,
             initargs=(running if share else None, cores)) as pool:
-        futures = [pool.submit(_train_one, data_dir, act, cfg, out / act, progress, restart, 2 * i)
-                   for i, act in enumerate(cfg.activations)]
-        for f in futures:
-            f.result()                                   # re-raises a process's error here
+        futures = []
+        try:
+            with _sigint_blocked():   # the processes (and the pool's threads) never take Ctrl-C
+                futures += [pool.submit(_train_one, data_dir, act, cfg, out / act, progress,
+                                        restart, 2 * i) for i, act in enumerate(cfg.activations)]
+            for f in futures:
+                f.result()                               # re-raises a process's error here
+        except BaseException:
+            # Ctrl-C (a pending one arrives as the block above ends) or one net's error:
+            # stop the others now rather than wait for their runs to end. Their last
+            # checkpoints are whole (atomic saves), so the same command resumes them.
+            for f in futures:
+                f.cancel()
+            _stop_processes(pool)
+            raise
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """Block SIGINT in this thread while the pool starts its processes and threads.
+
+    A blocked signal stays blocked in the threads started meanwhile and across
+    fork and exec, so the training processes never see Ctrl-C (no traceback from
+    them: this process stops them), and a Ctrl-C that comes meanwhile is not
+    lost: it waits, and arrives here as KeyboardInterrupt when the block ends.
+    """
+    if not hasattr(signal, "pthread_sigmask") or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _stop_processes(pool):
+    """Terminate a ProcessPoolExecutor's processes and wait for them (a few seconds)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
 
 
 _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -175,6 +228,11 @@ _share = None          # in a process of _train_in_processes: (nets training now
 
 def _child_init(running, cores):
     global _share
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group: the parent acts
+    # tqdm's default lock is a multiprocessing semaphore, which a process stopped by the
+    # parent could not release (a "leaked semaphore" warning); a thread lock does here.
+    from tqdm import tqdm
+    tqdm.set_lock(threading.RLock())
     _share = None if running is None else (running, cores)
 
 
@@ -214,13 +272,14 @@ def _train_one(data_dir, activation, cfg, run_dir, progress, restart, bar_positi
 
 
 def train_cifar(data, mean, activation, cfg: Figure1Config, run_dir, progress=True,
-                restart=False, bar_position=0, share=None):
+                restart=False, bar_position=0, share=None, device="cpu"):
     """One net of Figure 1: train until `target` training error or `max_epochs`.
 
     share: (a shared count of the nets training now, cores) to take a share
-    of the cores before each batch (see `_train_in_processes`)."""
+    of the cores before each batch (see `_train_in_processes`).
+    device: where the net trains ("cpu", or "cuda:0" for a GPU)."""
     minidl.random.manual_seed(cfg.seed)
-    model = CifarNet(CifarNetConfig(activation=activation), seed=cfg.seed)
+    model = CifarNet(CifarNetConfig(activation=activation), seed=cfg.seed, device=device)
     opt = optim.SGD(model.parameters(), lr=cfg.lr_of(activation), momentum=cfg.momentum,
                     weight_decay=0.0)                        # no regularization of any kind
     batches = ArrayBatches(data.x_train, data.y_train, mean, cfg.batch_size, seed=cfg.seed)
@@ -244,13 +303,22 @@ def train_cifar(data, mean, activation, cfg: Figure1Config, run_dir, progress=Tr
     if restart and trainer.checkpoint_path.exists():
         trainer.checkpoint_path.unlink()
     if trainer.checkpoint_path.exists():
-        saved = minidl.serialize.load(trainer.checkpoint_path)["meta"]
-        if saved != json.loads(json.dumps(meta)):
-            raise ValueError(f"{run_dir} holds a run with another configuration "
-                             f"({saved}, not {meta}); use another --out, or --restart to "
-                             "discard it")
+        saved = _saved_meta(trainer.checkpoint_path)
+        now = json.loads(json.dumps(meta))
+        if saved != now:
+            differ = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}"
+                      for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+            raise ValueError(f"{run_dir} holds a run with other settings (saved -> now: "
+                             f"{'; '.join(differ)}); only --max-epochs may change when a run "
+                             "continues. Use another --output-dir, or --restart to discard it")
         trainer.resume()
     return trainer.fit()
+
+
+def _saved_meta(path) -> dict:
+    """The meta of a Figure 1 checkpoint, checked (an edited file is a clear error)."""
+    state = minidl.serialize.load(path)
+    return minidl.serialize.check(state, {"meta": {"lr": float, "activation": str}}, path)["meta"]
 
 
 def _ratio(runs, cfg):
@@ -305,7 +373,7 @@ def describe(summary) -> str:
 
 def figure1_sweep(data_dir=None, out="runs/figure1-sweep", lrs=(0.002, 0.004, 0.008, 0.016, 0.032),
                   activations=("relu", "tanh"), train_images=50000, epochs=3, seed=0,
-                  download=True, progress=True) -> dict:
+                  download=True, progress=True, allow_unofficial=False) -> dict:
     """The learning-rate sweep behind FIGURE1_LR ("chosen independently to make
     training as fast as possible"): each activation, each rate, a few epochs on
     the training set (or a class-balanced subset); the best rate is the one with
@@ -313,7 +381,8 @@ def figure1_sweep(data_dir=None, out="runs/figure1-sweep", lrs=(0.002, 0.004, 0.
     Diverged runs count as 1.0. With the whole set and seed 0, each run retraces
     the first epochs of `alexnet figure1` at that rate.
     """
-    data = cifar10.load_cifar10(data_dir, download=download, progress=progress)
+    data = cifar10.load_cifar10(data_dir, download=download, progress=progress,
+                                allow_unofficial=allow_unofficial)
     data = data.subset(train_images, n_test=1000, seed=seed)
     mean = cifar10.mean_image(data.x_train)
     out = Path(out)

@@ -42,19 +42,28 @@ def plot_figure1(curves: dict, path, target=0.25, title=None) -> Path:
     return path
 
 
+# Legend names of the metrics a history holds (the top-k entries are error rates).
+METRIC_NAMES = {"train_loss": "training loss", "val_loss": "validation loss",
+                "test_loss": "test loss",
+                "train_top1": "training top-1 error", "train_top5": "training top-5 error",
+                "val_top1": "validation top-1 error", "val_top5": "validation top-5 error",
+                "test_top1": "test top-1 error", "test_top5": "test top-5 error"}
+
+
 def plot_training(history: list, path, title="training") -> Path:
-    """Loss and top-1/top-5 error per epoch (train and, where present, validation)."""
+    """Loss and top-1/top-5 error per epoch (train and, where present, validation/test)."""
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
-    for key, style in (("train_loss", "-"), ("val_loss", "--")):
+    for key, style in (("train_loss", "-"), ("val_loss", "--"), ("test_loss", ":")):
         if any(key in r for r in history):
-            ax1.plot(epochs, [r.get(key) for r in history], style, label=key)
-    ax1.set_xlabel("epoch"), ax1.set_ylabel("cross-entropy"), ax1.legend(frameon=False)
+            ax1.plot(epochs, [r.get(key) for r in history], style, label=METRIC_NAMES[key])
+    ax1.set_xlabel("epoch"), ax1.set_ylabel("cross-entropy loss"), ax1.legend(frameon=False)
     for key, style in (("train_top1", "-"), ("train_top5", "-"), ("val_top1", "--"),
-                       ("val_top5", "--")):
+                       ("val_top5", "--"), ("test_top1", ":"), ("test_top5", ":")):
         if any(key in r for r in history):
-            ax2.plot(epochs, [r.get(key) for r in history], style, label=key)
-    ax2.set_xlabel("epoch"), ax2.set_ylabel("error rate"), ax2.legend(frameon=False)
+            ax2.plot(epochs, [r.get(key) for r in history], style, label=METRIC_NAMES[key])
+    ax2.set_xlabel("epoch"), ax2.set_ylabel("error rate (lower is better)")
+    ax2.set_ylim(0, 1), ax2.legend(frameon=False)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     fig.suptitle(title)

@@ -129,36 +129,65 @@ def class_name(words, wnids, k, width=22) -> str:
     return name if len(name) <= width else name[:width - 1] + "~"
 
 
+def class_words(wnids, words=None, devkit=None) -> list:
+    """Readable names of the classes `wnids`: the cache's words, else the devkit's
+    (a folder or .tar.gz), else the shipped ILSVRC-2012 list (data/synset_words.txt);
+    a WNID none of them knows keeps its WNID."""
+    from .data.imagenet import load_devkit
+    names = list(words or [])
+    if len(names) != len(wnids) or not all(names):
+        table = load_devkit(devkit).words if devkit else shipped_synset_words()
+        names = [(names[k] if k < len(names) and names[k] else table.get(w, w))
+                 for k, w in enumerate(wnids)]
+    return names
+
+
+def shipped_synset_words() -> dict:
+    """{WNID: words} of the 1000 ILSVRC-2012 classes, from alexnet/data/synset_words.txt."""
+    path = Path(__file__).parent / "data" / "synset_words.txt"
+    table = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            wnid, _, text = line.partition(" ")
+            table[wnid] = text.strip()
+    return table
+
+
 def plot_figure4(queries, probs, labels, neighbours, path, wnids=None, words=None) -> Path:
-    """Figure 4, one row per validation image: the image, its top-5 labels as bars
-    (the true label in red, and written under the image), and its nearest training
-    images by last-hidden-layer distance.
+    """Figure 4, one row per validation image: the image, beside it its top-5 labels
+    as bars (the true label in red, and named above the bars), and its nearest
+    training images by last-hidden-layer distance.
 
     queries (Q, H, W, 3) uint8; probs (Q, classes) softmax; labels (Q,) true classes;
     neighbours (Q, k, H, W, 3) uint8, nearest first.
     """
     Q, k = len(queries), neighbours.shape[1]
     fig = plt.figure(figsize=(2.0 * (k + 2.6), 1.9 * Q + 0.5), dpi=110)
-    grid = fig.add_gridspec(Q, k + 2, width_ratios=[1, 1.6] + [1] * k, wspace=0.08, hspace=0.35)
+    grid = fig.add_gridspec(Q, k + 2, width_ratios=[1, 1.8] + [1] * k, wspace=0.08, hspace=0.6)
     for i in range(Q):
         ax = fig.add_subplot(grid[i, 0])
         ax.imshow(queries[i])
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.set_xlabel(class_name(words, wnids, int(labels[i])), fontsize=8)
+        ax.set_axis_off()
         if i == 0:
-            ax.set_title("validation image", fontsize=8)
+            ax.set_title("validation image", fontsize=9)
 
         top = np.argsort(-probs[i], kind="stable")[:5]
         ax = fig.add_subplot(grid[i, 1])
         colours = ["tab:red" if c == labels[i] else "tab:blue" for c in top]
         ax.barh(range(len(top)), probs[i][top], color=colours)
-        ax.set_yticks(range(len(top)))
-        ax.set_yticklabels([class_name(words, wnids, int(c)) for c in top], fontsize=7)
+        for j, c in enumerate(top):                 # each name on its bar, clear of the images
+            p = float(probs[i][c])
+            inside = p > 0.55
+            ax.text(p - 0.02 if inside else p + 0.02, j, class_name(words, wnids, int(c)),
+                    va="center", ha="right" if inside else "left", fontsize=8,
+                    color="white" if inside else "black")
+        ax.set_yticks([])
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
-        ax.tick_params(axis="x", labelsize=6)
-        if i == 0:
-            ax.set_title("top-5 (red: correct)", fontsize=8)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_xlabel("softmax probability", fontsize=8)
+        ax.set_title(f"true: {class_name(words, wnids, int(labels[i]), width=30)}"
+                     + ("  (red: correct)" if i == 0 else ""), fontsize=8, loc="left")
 
         for j in range(k):
             ax = fig.add_subplot(grid[i, 2 + j])
@@ -174,13 +203,14 @@ def plot_figure4(queries, probs, labels, neighbours, path, wnids=None, words=Non
 
 
 def figure4(model, val, train, crop, mean, path, images=5, neighbours=6, max_train=2000,
-            batch_size=64, seed=0, progress=False) -> Path:
+            batch_size=64, seed=0, progress=False, devkit=None) -> Path:
     """Compute and draw Figure 4.
 
     val, train: `CacheSplit`s; crop, mean: the net's input side and the mean image it
     was trained with. images: validation images shown (drawn with `seed`);
     max_train: training images searched for neighbours (a seeded random subset:
     fc7 of all 1.2M is a full forward pass over the training set).
+    devkit: where class names come from when the cache has none (`class_words`).
     """
     rng = np.random.default_rng(seed)
     q_rows = np.sort(rng.choice(val.rows, min(images, len(val.rows)), replace=False))
@@ -200,4 +230,4 @@ def figure4(model, val, train, crop, mean, path, images=5, neighbours=6, max_tra
     near = t_rows[nearest(fq, ft, neighbours)]                              # (Q, k) cache rows
     return plot_figure4(np.asarray(val.images[q_rows]), probs, val.labels[q_rows],
                         np.asarray(train.images[near.reshape(-1)]).reshape(near.shape + val.images.shape[1:]),
-                        path, val.wnids, val.words)
+                        path, val.wnids, class_words(val.wnids, val.words, devkit))

@@ -36,7 +36,7 @@ from minidl import optim, serialize
 from minidl.backend import get_device
 
 from .data.loader import Loader
-from .data.prepare import open_split
+from .data.prepare import open_split, read_manifest
 from .distributed import world
 from .evaluate import evaluate, evaluate_split
 from .figures import plot_training
@@ -80,12 +80,7 @@ def cache_identity(cache) -> dict:
     size: the cache's image side; train/val: prepare's fingerprints of the file
     lists (a resumed run must see the very same rows).
     """
-    cache = Path(cache)
-    path = cache / "manifest.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{cache}: no manifest.json; build the cache with "
-                                f"`alexnet prepare SRC {cache}`")
-    m = json.loads(path.read_text())
+    m = read_manifest(cache)
     wnids = m.get("wnids") or []
     splits = m.get("splits", {})
     return {"size": m.get("size"), "classes": len(wnids), "wnids_sha1": _sha1(wnids),
@@ -101,7 +96,7 @@ def check_classes(meta: dict, cache, where="checkpoint"):
     have = cache_identity(cache)
     want = meta["data"]
     if have["wnids_sha1"] != want["wnids_sha1"]:
-        wnids = json.loads((Path(cache) / "manifest.json").read_text()).get("wnids") or []
+        wnids = read_manifest(cache)["wnids"]
         ours = meta.get("wnids") or []
         diff = sorted(set(ours) ^ set(wnids))
         raise ValueError(
@@ -146,6 +141,12 @@ def model_config(classes, columns=2, input_size=227, conv_channels=None, fc_feat
     return cfg
 
 
+# What `load_checkpoint` and a resume read from a checkpoint (minidl.serialize.check).
+META_SCHEMA = {"meta": {"kind": str, "model": dict, "recipe": dict, "data": dict, "mean": np.ndarray,
+                        "wnids": list, "devices": list},
+               "model": dict, "train": {"epoch": int}}
+
+
 def config_from_meta(meta) -> AlexNetConfig:
     """AlexNetConfig from a checkpoint's meta (JSON turned tuples into lists)."""
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["model"].items()}
@@ -161,18 +162,25 @@ def load_checkpoint(path, devices=None):
     if path.is_dir():
         path = path / CHECKPOINT
     state = serialize.load(path)
-    meta = state.get("meta") or {}
-    if meta.get("kind") != RECIPE_KIND:
+    meta = state.get("meta") if isinstance(state, dict) else None
+    if not isinstance(meta, dict) or meta.get("kind") != RECIPE_KIND:
+        kind = meta.get("kind") if isinstance(meta, dict) else None
         raise ValueError(f"{path} is not a checkpoint of `alexnet train` (its meta says "
-                         f"kind={meta.get('kind')!r}); expected {RECIPE_KIND!r}")
-    cfg = config_from_meta(meta)
-    if devices is None:
-        try:
-            devices = parse_devices(meta["devices"], cfg.columns)
-        except RuntimeError:       # trained on GPUs, read on a machine without them
-            devices = "cpu"
-    model = AlexNet(cfg, devices=parse_devices(devices, cfg.columns))
-    model.load_state_dict(state["model"])
+                         f"kind={kind!r}); expected {RECIPE_KIND!r}")
+    serialize.check(state, META_SCHEMA, path)
+    try:
+        cfg = config_from_meta(meta)
+        if devices is None:
+            try:
+                devices = parse_devices(meta["devices"], cfg.columns)
+            except RuntimeError:       # trained on GPUs, read on a machine without them
+                devices = "cpu"
+        model = AlexNet(cfg, devices=parse_devices(devices, cfg.columns))
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise ValueError(f"{path}: cannot build the net it describes ({type(e).__name__}: {e}); "
+                         "the checkpoint was edited or comes from another version. Use an "
+                         "earlier checkpoint.") from None
     model.eval()
     return model, dict(meta, epochs_trained=state["train"]["epoch"])
 
@@ -195,15 +203,40 @@ def _schedule(recipe: Recipe, opt):
                                  threshold=recipe.threshold, max_reductions=recipe.max_reductions)
 
 
+# Settings a resumed run may change: they alter no saved state, only what comes next.
+MAY_CHANGE_ON_RESUME = ("recipe.lr", "recipe.epochs")
+RESUME_RULE = ("the learning rate (--lr), --epochs and logging options (--no-progress, "
+               "--checkpoint-minutes, --checkpoint-steps, --workers, --devices) may change on "
+               "resume; nothing else")
+
+
+def _flat(tree, prefix=""):
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else k))
+        return out
+    return {prefix: tree}
+
+
 def _run_identity(meta):
-    """The parts of meta that must not change when a run is resumed."""
-    recipe = {k: v for k, v in meta["recipe"].items() if k != "epochs"}
-    return json.loads(json.dumps({"model": meta["model"], "recipe": recipe, "data": meta["data"]}))
+    """The settings of meta that must not change when a run is resumed, flattened
+    ({"recipe.batch_size": 128, "model.num_classes": 1000, "data.train": "...", ...})."""
+    tree = json.loads(json.dumps({"model": meta["model"], "recipe": meta["recipe"],
+                                  "data": meta["data"]}))
+    return {k: v for k, v in _flat(tree).items() if k not in MAY_CHANGE_ON_RESUME}
+
+
+def resume_differences(saved, now) -> list:
+    """'name: saved -> now' for each setting that differs and may not change on resume."""
+    a, b = _run_identity(saved), _run_identity(now)
+    return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}"
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def train_imagenet(cache, out="runs/alexnet", recipe: Recipe = None, columns=2, devices="cpu",
                    input_size=227, conv_channels=None, fc_features=None, weight_std=None,
-                   resume=False,
+                   resume=False, resume_lr=None,
                    workers=2, eval_batch_size=None, checkpoint_minutes=10.0, checkpoint_steps=0,
                    progress=True) -> list:
     """Train AlexNet on a prepared cache (Section 5); returns the per-epoch history.
@@ -217,7 +250,8 @@ def train_imagenet(cache, out="runs/alexnet", recipe: Recipe = None, columns=2, 
     weight_std:  the init's std (default Section 5's 0.01; a small net needs more, or its
                  signal fades before fc8: fan-ins of a few dozen, not thousands).
     resume:      continue the run in `out` (which must then have the same model, recipe
-                 and cache); without it an existing checkpoint is an error.
+                 and cache, `RESUME_RULE`); without it an existing checkpoint is an error.
+    resume_lr:   on resume, continue with this learning rate (e.g. after a divergence).
     workers:     loader processes (each of the two loaders has this many).
 
     Under an MPI launcher (`mpiexec -n R`), R processes train this one run, each
@@ -251,16 +285,26 @@ def train_imagenet(cache, out="runs/alexnet", recipe: Recipe = None, columns=2, 
 
     def check_out():
         if ckpt.exists() and not resume:
-            raise ValueError(f"{out} already holds a run ({ckpt}); pass --resume to continue "
-                             "it, or choose another --out")
+            raise FileExistsError(f"{out} already holds a run ({ckpt}); to continue it, run the "
+                                  "same command with --resume added; to start another, choose "
+                                  "another --output-dir")
         if resume and not ckpt.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint in {out}")
+            raise FileNotFoundError(f"--resume: no checkpoint in {out}; run without --resume "
+                                    "to start the run")
         if resume:
-            saved = serialize.load(ckpt)["meta"]
-            if saved.get("kind") != RECIPE_KIND or _run_identity(saved) != _run_identity(meta):
-                raise ValueError(f"{out} holds a run with another model, recipe or cache; "
-                                 f"--resume continues the identical run only.\n  saved: "
-                                 f"{_run_identity(saved)}\n  now:   {_run_identity(meta)}")
+            saved_state = serialize.load(ckpt)
+            saved = saved_state.get("meta") if isinstance(saved_state, dict) else None
+            if not isinstance(saved, dict) or saved.get("kind") != RECIPE_KIND:
+                raise ValueError(f"{ckpt} is not a checkpoint of `alexnet train`; choose another "
+                                 "--output-dir")
+            serialize.check(saved_state, META_SCHEMA, ckpt)
+            differences = resume_differences(saved, meta)
+            if differences:
+                raise ValueError(f"--resume continues the identical run, but these settings "
+                                 f"differ from the run saved in {out} (saved -> now):\n  "
+                                 + "\n  ".join(differences) + f"\nOnly {RESUME_RULE}. Run with "
+                                 f"the saved settings, or start a new run with another "
+                                 f"--output-dir.")
     comm.root_check(check_out)      # rank 0 reads and writes the run folder
 
     minidl.random.manual_seed(recipe.seed)                   # dropout masks
@@ -290,6 +334,10 @@ def train_imagenet(cache, out="runs/alexnet", recipe: Recipe = None, columns=2, 
         (out / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
     if resume and comm.is_root:         # the others get its state in fit()
         trainer.resume()
+        if resume_lr is not None:       # the rate from now on; a fixed schedule is rescaled
+            if hasattr(schedule, "base_lr"):
+                schedule.base_lr *= float(resume_lr) / opt.lr
+            opt.lr = float(resume_lr)
     try:
         return trainer.fit()
     finally:               # Ctrl-C, a diverged loss, a failed worker: no process is left behind
@@ -326,9 +374,9 @@ def describe_evaluation(result) -> str:
     for key in ("centre", "ten"):
         if key in result:
             r = result[key]
-            lines.append(f"  {names[key]:<17} top-1 {100 * r['top1']:5.2f}%  top-5 "
+            lines.append(f"  {names[key]:<17} top-1 error {100 * r['top1']:5.2f}%  top-5 error "
                          f"{100 * r['top5']:5.2f}%  ({r['n']} images)")
-    lines.append("  the paper (ILSVRC-2012 val, 1 CNN): top-1 40.7%, top-5 18.2%")
+    lines.append("  the paper (ILSVRC-2012 val, 1 CNN): top-1 error 40.7%, top-5 error 18.2%")
     return "\n".join(lines)
 
 
@@ -342,7 +390,7 @@ def write_json(path, obj):
 
 # ----------------------------------------------------------------------------- figures
 def make_figures(ckpt, cache, out=None, images=5, neighbours=6, max_train=2000, batch_size=64,
-                 devices=None, seed=0, progress=True) -> dict:
+                 devices=None, seed=0, progress=True, devkit=None) -> dict:
     """Figures 3 and 4 (Section 6.1) of a trained net, as PNGs in `out` (default: the
     checkpoint's folder). Returns {"figure3": path, "figure4": path}."""
     from .figures_imagenet import figure4, plot_figure3
@@ -354,5 +402,5 @@ def make_figures(ckpt, cache, out=None, images=5, neighbours=6, max_train=2000, 
     f4 = figure4(model, open_split(cache, "val"), open_split(cache, "train"),
                  meta["model"]["input_size"], meta["mean"], out / "figure4.png", images=images,
                  neighbours=neighbours, max_train=max_train, batch_size=batch_size, seed=seed,
-                 progress=progress)
+                 progress=progress, devkit=devkit)
     return {"figure3": str(f3), "figure4": str(f4)}

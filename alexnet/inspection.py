@@ -22,10 +22,13 @@ Without an image it uses `default_image()`: a small procedural scene
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
-from .model import AlexNet, AlexNetConfig, TraceRow
+from minidl.backend import to_numpy
+
+from .model import AlexNet, AlexNetConfig, TraceRow, _trace_row
 
 # ImageNet's per-channel RGB means in pixel units (0..255), as published with
 # the VGG/Caffe models. A stand-in for the paper's mean training image.
@@ -61,18 +64,21 @@ def default_image(width=320, height=256):
 
 
 def load_image(path):
-    """A Pillow-readable file as a PIL RGB image (grayscale, CMYK, palette, alpha all converted).
+    """A Pillow-readable file as a PIL RGB image (grayscale, 16-bit, CMYK, palette, alpha
+    all converted, as the cache converts them: `alexnet.data.prepare.to_rgb`).
 
     Raises FileNotFoundError if there is no file, ValueError if Pillow cannot
     read it as an image.
     """
     from PIL import Image, UnidentifiedImageError
+
+    from .data.prepare import to_rgb
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"inspect: no image file at {path}")
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")           # EXIF orientation ignored on purpose
+            return to_rgb(img)                  # EXIF orientation ignored on purpose
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"inspect: {path} is not an image Pillow can read ({e}). "
                          "Expected a JPEG, PNG or another format Pillow opens; "
@@ -102,24 +108,103 @@ def preprocess(img, size=227, mean=IMAGENET_RGB_MEAN):
 # The network
 # ----------------------------------------------------------------------------
 def build_model(columns=2, devices=None, seed=0, checkpoint=None):
-    """The paper's net (columns=2) or the one-column baseline, seeded, in eval mode."""
+    """The paper's net (columns=2) or the one-column baseline, seeded, in eval mode.
+
+    checkpoint: a run folder of `alexnet train` or its checkpoint.npz (the net is
+    then the one the checkpoint describes, small CPU nets included), or a file of
+    `minidl.serialize.save_module` holding the paper's net.
+    """
     if columns not in (1, 2):
         raise ValueError(f"inspect: expected columns 1 or 2, found {columns}")
-    cfg = AlexNetConfig() if columns == 2 else AlexNetConfig().one_column()
     if isinstance(devices, str):
         devices = [d.strip() for d in devices.split(",") if d.strip()]
-    if devices and len(devices) == 1:
-        devices = list(devices) * columns
-    model = AlexNet(cfg, devices=devices or None, seed=seed)
     if checkpoint is not None:
         from minidl import serialize
-        state = serialize.load(checkpoint)
+        path = Path(checkpoint)
+        if path.is_dir():
+            from .train import CHECKPOINT
+            path = path / CHECKPOINT
+        state = serialize.load(path)
+        meta = state.get("meta") if isinstance(state, dict) else None
+        if isinstance(meta, dict) and "model" in meta:     # a run of `alexnet train`
+            from .imagenet_train import load_checkpoint
+            return load_checkpoint(path, devices)[0].eval()
+        cfg = AlexNetConfig() if columns == 2 else AlexNetConfig().one_column()
+        model = AlexNet(cfg, devices=_per_column(devices, columns), seed=seed)
         for key in ("model", "params"):          # a training checkpoint or save_module's file
             if isinstance(state, dict) and key in state:
                 state = state[key]
                 break
-        model.load_state_dict(state)
-    return model.eval()
+        try:
+            model.load_state_dict(state)
+        except (KeyError, ValueError, TypeError) as e:
+            raise ValueError(f"inspect: {path} does not hold weights of the paper's "
+                             f"{columns}-column net ({e}); give a run folder of `alexnet "
+                             "train` (any net size) or its checkpoint.npz") from None
+        return model.eval()
+    cfg = AlexNetConfig() if columns == 2 else AlexNetConfig().one_column()
+    return AlexNet(cfg, devices=_per_column(devices, columns), seed=seed).eval()
+
+
+def _per_column(devices, columns):
+    if devices and len(devices) == 1:
+        return list(devices) * columns
+    return devices or None
+
+
+def trace_stages(model, x) -> list[TraceRow]:
+    """`model.trace(x)` with the activation and the LRN as stages of their own.
+
+    The model's stages are conv+ReLU, LRN+pool and fc+ReLU+dropout; here the
+    net's activation and LRN are wrapped on this instance (forward reads them
+    from `self`) so each call is seen: "conv1/A" is then the convolution's
+    output, "relu1/A" the ReLU's, "lrn1/A" the normalised maps before "pool1/A".
+    Within a stage each column runs to the end before the next starts, and the
+    model reports the columns in that order, so the calls pair up in order.
+    """
+    seen = []                                    # (kind, input, output) in call order
+    act, lrn = model.act, model._lrn
+    own = {k: model.__dict__[k] for k in ("act", "_lrn") if k in model.__dict__}
+
+    def snapshot(t):        # the next op may write into its input's memory (no_grad)
+        return SimpleNamespace(data=to_numpy(t.data).copy(), device=t.device)
+
+    def recording(kind, f):
+        def g(h):
+            before = snapshot(h)
+            out = f(h)
+            seen.append((kind, before, snapshot(out)))
+            return out
+        return g
+    model.act, model._lrn = recording("relu", act), recording("lrn", lrn)
+    rows = []
+
+    def probe(name, t, layer=None):
+        stage, _, column = name.partition("/")
+        suffix = f"/{column}" if column else ""
+        number = "".join(ch for ch in stage if ch.isdigit())
+        if seen and seen[0][0] == "relu" and stage.startswith(("conv", "fc")):
+            _, pre, post = seen.pop(0)
+            rows.append(_trace_row(name, pre, layer))                 # the layer's own output
+            rows.append(_trace_row(f"relu{number}{suffix}", post, None))
+            if stage.startswith("fc"):                                # fc6, fc7: then dropout
+                rows.append(_trace_row(f"dropout{number}{suffix}", t, None))
+            return
+        if seen and seen[0][0] == "lrn" and stage.startswith("pool"):
+            _, _, normed = seen.pop(0)
+            rows.append(_trace_row(f"lrn{number}{suffix}", normed, None))
+        rows.append(_trace_row(name, t, layer))
+    try:
+        import minidl
+        with minidl.no_grad():
+            model.forward(x, probe=probe)
+    finally:                                      # the model as it was
+        for k in ("act", "_lrn"):
+            if k in own:
+                setattr(model, k, own[k])
+            else:
+                delattr(model, k)
+    return rows
 
 
 def format_table(rows: list[TraceRow], total_params: int | None = None) -> list[str]:
@@ -162,7 +247,7 @@ def inspect_image(path=None, columns=2, devices=None, save_maps=None, checkpoint
     model = build_model(columns, devices, seed, checkpoint)
     size = model.cfg.input_size
     x = minidl.Tensor(preprocess(img, size)[None])                       # (1, 3, 227, 227)
-    rows = list(model.trace(x))
+    rows = trace_stages(model, x)
 
     source = "built-in synthetic image" if path is None else str(path)
     weights = f"checkpoint {checkpoint}" if checkpoint else f"fresh Section 5 init, seed {seed}"
@@ -194,15 +279,18 @@ def _normalise(a, axes):
     return (a - lo) / np.where(hi > lo, hi - lo, 1)
 
 
-def activation_grid(a, pad=1):
+def activation_grid(a, pad=1, normalise=True):
     """(C, H, W) maps -> one 2-D image: the maps tiled in a near-square grid.
 
-    Every map is normalised to [0, 1] on its own and enlarged by an integer
-    factor so small maps (13x13, 6x6) stay visible; the gaps are NaN.
+    Every map is enlarged by an integer factor so small maps (13x13, 6x6) stay
+    visible, and (normalise=True) scaled to [0, 1] on its own; the gaps are NaN.
     """
     c, h, w = a.shape
     zoom = max(1, 48 // max(h, w))
-    a = _normalise(a.astype(np.float32), (1, 2)).repeat(zoom, 1).repeat(zoom, 2)
+    a = a.astype(np.float32)
+    if normalise:
+        a = _normalise(a, (1, 2))
+    a = a.repeat(zoom, 1).repeat(zoom, 2)
     h, w = h * zoom, w * zoom
     cols = int(np.ceil(np.sqrt(c)))
     rows = int(np.ceil(c / cols))
@@ -213,9 +301,11 @@ def activation_grid(a, pad=1):
     return grid
 
 
-def activation_strip(v, width=64, cell=4):
-    """A (F,) fc output -> a strip of F cells, `width` per row, normalised together."""
-    v = _normalise(v.astype(np.float32), 0)
+def activation_strip(v, width=64, cell=4, normalise=True):
+    """A (F,) fc output -> a strip of F cells, `width` per row (normalised together)."""
+    v = v.astype(np.float32)
+    if normalise:
+        v = _normalise(v, 0)
     rows = int(np.ceil(v.size / width))
     strip = np.full(rows * width, np.nan, np.float32)
     strip[:v.size] = v
@@ -223,10 +313,12 @@ def activation_strip(v, width=64, cell=4):
 
 
 def save_activation_maps(rows: list[TraceRow], directory) -> list[Path]:
-    """One PNG per stage in `directory`: conv maps as a grid, fc outputs as a strip."""
+    """One PNG per stage in `directory`: conv maps as a grid, fc outputs as a strip,
+    titled with the stage and its output shape, with a colour bar in activation
+    units (one scale for the whole stage, so maps can be compared)."""
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
     from matplotlib import colormaps
     cmap = colormaps["viridis"].with_extremes(bad="black")
     directory = Path(directory)
@@ -234,8 +326,21 @@ def save_activation_maps(rows: list[TraceRow], directory) -> list[Path]:
     paths = []
     for i, row in enumerate(rows):
         a = np.asarray(row.output)[0]                   # the one image of the batch
-        image = activation_grid(a) if a.ndim == 3 else activation_strip(a.reshape(-1))
+        if a.ndim == 3:
+            image = activation_grid(a, normalise=False)
+            what = f"{a.shape[0]} maps of {a.shape[1]}x{a.shape[2]}"
+        else:
+            image = activation_strip(a.reshape(-1), normalise=False)
+            what = f"{a.size} values, 64 per row"
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        fig, ax = plt.subplots(figsize=(7, 6.2 if a.ndim == 3 else 3.2), dpi=100)
+        shown = ax.imshow(np.ma.masked_invalid(image), cmap=cmap, vmin=lo,
+                          vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(f"{row.name}: output {'x'.join(map(str, row.shape))} ({what})", fontsize=10)
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03).set_label("activation")
         path = directory / map_file_name(i, row)
-        mpimg.imsave(path, np.ma.masked_invalid(image), cmap=cmap, vmin=0, vmax=1)
+        fig.savefig(path, bbox_inches="tight")
+        plt.close(fig)
         paths.append(path)
     return paths

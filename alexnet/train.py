@@ -55,6 +55,14 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
+# What `Trainer.resume` needs from a checkpoint (minidl.serialize.check names what is wrong).
+CHECKPOINT_SCHEMA = {
+    "model": dict, "optimizer": {"lr": float, "velocity": list}, "rng": dict,
+    "train": {"epoch": int, "batch": int, "step": int, "history": list, "finished": bool},
+    "meta": dict,
+}
+
+
 @dataclass
 class TrainConfig:
     max_epochs: int = 90                    # Sec 5: "roughly 90 cycles"
@@ -158,7 +166,14 @@ class Trainer:
         """Load checkpoint.npz from out_dir if there is one; True if it did."""
         if not self.checkpoint_path.exists():
             return False
-        self.load_state_dict(serialize.load(self.checkpoint_path))
+        path = self.checkpoint_path
+        state = serialize.check(serialize.load(path), CHECKPOINT_SCHEMA, path)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise ValueError(f"{path}: cannot restore the run from it ({type(e).__name__}: {e}); "
+                             "the checkpoint was edited or belongs to another model. Use an "
+                             "earlier checkpoint, or start afresh in another folder.") from None
         return True
 
     def load_state_dict(self, state):
@@ -306,7 +321,10 @@ class Trainer:
             raise TrainingDiverged(
                 f"loss {'is ' + str(value) if bad else f'exploded to {value:.4g}'} in the "
                 f"steps up to epoch {s.epoch + 1}, batch {s.batch} (step {s.step}); {where}. "
-                f"Lower the learning rate (it is {self.optimizer.lr:g}) and resume, or restart.")
+                f"Lower the learning rate (it is {self.optimizer.lr:g}) and resume from that "
+                f"checkpoint (alexnet train: add --resume --lr {self.optimizer.lr / 10:g}; the "
+                f"learning rate, epochs and logging options may change on resume), or start "
+                f"afresh in another folder.")
 
     def _write_metrics(self):
         """metrics.jsonl: one line per finished epoch, rewritten from the checkpointed history."""
@@ -320,9 +338,12 @@ class Trainer:
         os.replace(tmp, path)
 
 
+_SHORT_NAMES = {"train_loss": "train loss", "train_top1": "train top-1 error",
+                "val_top1": "val top-1 error", "val_top5": "val top-5 error", "lr": "lr"}
+
+
 def _short(record):
-    keys = [k for k in ("train_loss", "train_top1", "val_top1", "val_top5", "lr") if k in record]
-    return ", ".join(f"{k}={record[k]:.4g}" for k in keys)
+    return ", ".join(f"{name} {record[k]:.4g}" for k, name in _SHORT_NAMES.items() if k in record)
 
 
 def read_metrics(out_dir) -> list:

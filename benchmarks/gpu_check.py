@@ -219,8 +219,16 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda:0", help="cuda:0, or cpu:1 for a CPU dry run")
     p.add_argument("--batch", type=int, default=128, help="batch of the speed section")
+    p.add_argument("--check-batch", type=int, default=4,
+                   help="batch of the layer and net comparisons (the layers use twice as many)")
     p.add_argument("--steps", type=int, default=10, help="timed steps of the speed section")
     p.add_argument("--pipeline-steps", type=int, default=300)
+    p.add_argument("--pipeline-images", type=int, default=None,
+                   help="images in the pipeline's synthetic cache (default 2,000 on a GPU)")
+    p.add_argument("--pipeline-workers", type=int, default=None,
+                   help="loader processes (default: all cores but one, at most 8, on a GPU)")
+    p.add_argument("--pipeline-warmup", type=int, default=None,
+                   help="untimed pipeline steps first (default 5 on a GPU)")
     p.add_argument("--pipeline-batch", type=int, default=None,
                    help="batch of the pipeline section (default 128 on a GPU, 4 on the CPU)")
     p.add_argument("--second-device", default="auto",
@@ -254,11 +262,12 @@ def main(argv=None):
     if "gradcheck" not in skip:
         sections.append(("gradcheck (float64, on the device)", gradchecks(device, rng)))
     if "layers" not in skip:
-        sections.append(("layers (float32, device vs NumPy)", layer_comparisons(device, rng)))
+        sections.append(("layers (float32, device vs NumPy)",
+                         layer_comparisons(device, rng, batch=2 * args.check_batch)))
     if "alexnet" not in skip:
-        rows = alexnet_comparison((device, device), rng)
+        rows = alexnet_comparison((device, device), rng, args.check_batch)
         if second is not None:
-            rows += alexnet_comparison((device, second), rng)
+            rows += alexnet_comparison((device, second), rng, args.check_batch)
         sections.append(("alexnet: both columns vs the CPU", rows))
     if "speed" not in skip:
         rows = train_step_speed((device, device), args.batch, args.steps)
@@ -268,7 +277,9 @@ def main(argv=None):
     if "pipeline" not in skip:
         from .gpu_pipeline import pipeline_check
         sections.append(("pipeline: synthetic cache -> loader -> training steps",
-                         pipeline_check(device, args.pipeline_steps, batch=args.pipeline_batch)))
+                         pipeline_check(device, args.pipeline_steps, batch=args.pipeline_batch,
+                                        images=args.pipeline_images, warmup=args.pipeline_warmup,
+                                        workers=args.pipeline_workers)))
     for title, rows in sections:
         table(title, rows)
         report[title] = rows

@@ -9,13 +9,19 @@ uses ``allow_pickle=False``: a file can hold numbers, never code.
 
 Writes are atomic: a temporary file in the same directory, flushed and
 fsynced, then renamed over the target. A crash mid-write leaves the old
-file intact.
+file intact; the temporary file a killed save leaves behind is removed by
+the next save or load of the same target (once no process holds it).
+
+``check(state, schema, path)`` is the one place a loaded state is compared
+with what its reader expects (keys and types), so that an edited or foreign
+file gives an error naming the entry, never a KeyError deep in the reader.
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -70,9 +76,11 @@ def save(path, state) -> Path:
         raise ValueError(f"serialize.save: '{_STATE_KEY}' is a reserved name")
     arrays[_STATE_KEY] = np.frombuffer(json.dumps(tree).encode(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            _lock(f)                    # held while writing: a stale file is one nobody holds
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
@@ -83,6 +91,51 @@ def save(path, state) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; an old enough temporary counts as stale
+    fcntl = None
+
+STALE_SECONDS = 3600.0   # without fcntl: a temporary untouched this long is a killed save's
+
+
+def _lock(f):
+    if fcntl is not None:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def remove_stale_temporaries(path) -> list:
+    """Delete the `.NAME.*.tmp` files that killed saves of `path` left behind.
+
+    A save holds an exclusive lock on its temporary file while writing, so a
+    temporary whose lock can be taken belongs to no live save (without fcntl:
+    one not modified for STALE_SECONDS). Returns the removed paths.
+    """
+    path = Path(path)
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{path.name}.*.tmp"))
+    except OSError:
+        return removed
+    for tmp in candidates:
+        try:
+            if fcntl is None:
+                if time.time() - tmp.stat().st_mtime < STALE_SECONDS:
+                    continue
+                tmp.unlink()
+            else:
+                with open(tmp, "rb") as f:
+                    try:
+                        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except OSError:
+                        continue           # a save in progress
+                    tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            continue
+    return removed
 
 
 def _fsync_dir(directory):
@@ -103,18 +156,64 @@ def load(path):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"serialize.load: no file at {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"serialize.load: {path} is a folder, expected a .npz state file")
+    remove_stale_temporaries(path)
+    unreadable = (f"serialize.load: {path} is not a readable minidl state file ({{}}); it may be "
+                  "truncated, edited or from another program. Use an earlier checkpoint or "
+                  "start afresh.")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise ValueError(f"serialize.load: {path} is not a readable minidl state file ({e}); "
-                         "it may be truncated or from another program. Use an earlier "
-                         "checkpoint or start afresh.") from e
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        # NumPy's own message for object arrays suggests loading with pickle: never do that.
+        why = ("it holds pickled Python objects, which minidl never writes or loads"
+               if "pickle" in str(e) else f"{type(e).__name__}: {e}")
+        raise ValueError(unreadable.format(why)) from None
     if _STATE_KEY not in arrays:
         raise ValueError(f"serialize.load: {path} has no '{_STATE_KEY}' entry: it was not "
                          "written by minidl.serialize.save")
-    tree = json.loads(arrays.pop(_STATE_KEY).tobytes().decode())
-    return _join(tree, arrays)
+    try:
+        tree = json.loads(arrays.pop(_STATE_KEY).tobytes().decode())
+        return _join(tree, arrays)
+    except (ValueError, UnicodeError, KeyError, TypeError, RecursionError) as e:
+        raise ValueError(unreadable.format(f"its {_STATE_KEY} is damaged: {type(e).__name__}: "
+                                           f"{e}")) from None
+
+
+def _type_name(t):
+    return " or ".join(x.__name__ for x in t) if isinstance(t, tuple) else t.__name__
+
+
+def check(state, schema, path="state", where=""):
+    """Raise ValueError unless `state` has the keys and types `schema` asks for.
+
+    schema: {key: type, tuple of types, or a nested schema dict}; extra keys are
+    allowed. ints pass for floats; bools never pass for numbers. The message
+    names the file, the entry, what was expected and what was found.
+    """
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected {where or 'the state'} to be a dict of entries, found "
+                         f"{type(state).__name__}; the file was edited or comes from another "
+                         "program. Use an earlier checkpoint or start afresh.")
+    for key, want in schema.items():
+        name = f"{where}/{key}" if where else key
+        if key not in state:
+            raise ValueError(f"{path}: the entry '{name}' is missing; the file was edited or comes "
+                             "from another version. Use an earlier checkpoint or start afresh.")
+        value = state[key]
+        if isinstance(want, dict):
+            check(value, want, path, name)
+            continue
+        types = want if isinstance(want, tuple) else (want,)
+        if float in types:
+            types = types + (int,)
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if not ok:
+            raise ValueError(f"{path}: the entry '{name}' should be {_type_name(want)}, found "
+                             f"{type(value).__name__} {value!r:.60}; the file was edited or comes "
+                             "from another version. Use an earlier checkpoint or start afresh.")
+    return state
 
 
 def save_module(path, module):

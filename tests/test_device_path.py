@@ -6,6 +6,8 @@ that refuse implicit host conversion and kernels on another device, with counter
 of kernels and syncs); with real CuPy and a GPU the same tests run there
 (`MINIDL_TEST_CUPY`, see tests/conftest.py).
 """
+import json
+
 import numpy as np
 import pytest
 
@@ -232,8 +234,27 @@ def test_train_resume_evaluate_and_figures_on_gpus(devices, cache, tmp_path):
 def test_the_gpu_check_runs_to_its_end_on_one_and_two_devices(second, tmp_path, capsys):
     from benchmarks import gpu_check
     assert gpu_check.main(["--device", "cuda:0", "--second-device", second, "--batch", "2",
+                           "--check-batch", "1",
                            "--steps", "1", "--pipeline-steps", "2", "--pipeline-batch", "2",
+                           "--pipeline-images", "8", "--pipeline-warmup", "1",
+                           "--pipeline-workers", "1",
                            "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "0 check(s) failed" in out and "speed" in out and "pipeline" in out
     assert (tmp_path / "gpu_check.json").exists()
+
+
+def test_figure1_runs_on_a_gpu_with_the_cpu_curves(tmp_path, capsys):
+    from alexnet import cli
+    from test_figure1 import write_cifar
+    data = write_cifar(tmp_path / "data")
+    curves = {}
+    for device in ("cpu", "cuda:0"):
+        out = tmp_path / device.replace(":", "")
+        assert cli.main(["figure1", "--data-dir", str(data), "--output-dir", str(out), "--quick",
+                         "--no-download", "--no-progress", "--workers", "1",
+                         "--device", device]) == 0
+        curves[device] = json.loads((out / "figure1.json").read_text())["runs"]
+    for act in ("relu", "tanh"):
+        np.testing.assert_allclose(curves["cuda:0"][act]["train_error"],
+                                   curves["cpu"][act]["train_error"], atol=1e-6)

@@ -56,9 +56,11 @@ def test_figure1_quick_end_to_end_and_resume(tmp_path, capsys):
     assert cli.main(args + ["--report-only"]) == 0
     assert (out / "figure1.png").exists()
     assert (out / "relu" / "checkpoint.npz").stat().st_mtime_ns == before
-    # another configuration in the same folder is refused, not mixed in
+    # another configuration in the same folder is refused, not mixed in, naming what differs
+    capsys.readouterr()
     assert cli.main(args + ["--lr-relu", "0.5"]) == 1
-    assert "another configuration" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "lr: 0.004 -> 0.5" in err and "other settings" in err
 
 
 def test_figure1_without_data_says_where_to_put_it(tmp_path, capsys):
@@ -114,7 +116,8 @@ def test_figure1_in_processes_reports_a_run_error(tmp_path, capsys):
             "--no-progress", "--jobs", "2"]
     assert cli.main(args) == 0
     assert cli.main(args + ["--lr-tanh", "0.5"]) == 1       # the tanh run was made at another rate
-    assert "another configuration" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "other settings" in err and "lr: 0.016 -> 0.5" in err
 
 
 def test_core_share_gives_a_process_the_cores_of_the_nets_that_finished():
@@ -144,3 +147,21 @@ def test_core_share_gives_a_process_the_cores_of_the_nets_that_finished():
         assert len(share) == 3 and share.size == 7          # otherwise the batches it wraps
     finally:
         minidl.set_num_threads(None)
+
+
+def test_training_plot_names_the_error_rates_in_words(tmp_path, monkeypatch):
+    import matplotlib.figure
+    from alexnet.figures import plot_training
+    seen, save = [], matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        for ax in fig.axes:
+            seen.append(ax.get_ylabel())
+            seen.extend(t.get_text() for t in ax.get_legend().get_texts())
+        return save(fig, *args, **kwargs)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    plot_training([{"epoch": 1, "train_loss": 2.0, "val_loss": 2.1, "train_top1": 0.5,
+                    "val_top1": 0.6, "val_top5": 0.2}], tmp_path / "t.png")
+    assert {"training top-1 error", "validation top-1 error", "validation top-5 error",
+            "error rate (lower is better)", "training loss"} <= set(seen)
+    assert not any("_top" in s for s in seen)

@@ -449,7 +449,8 @@ def test_prepare_restarts_when_the_files_change(dataset, tmp_path):
     shutil.copytree(dataset["folders"] / "train" / WNIDS[0], src / "train" / WNIDS[0])
     prepare(src, tmp_path / "out", workers=0, chunk_size=2, progress=False, splits=("train",), max_chunks=1)
     (src / "train" / WNIDS[0] / "zzz_new.JPEG").write_bytes(jpeg(photo(300, 300, 1)))
-    m = prepare(src, tmp_path / "out", workers=0, chunk_size=2, progress=False)  # splits: those SRC has
+    with pytest.warns(UserWarning, match="preparing train only"):              # said up front
+        m = prepare(src, tmp_path / "out", workers=0, chunk_size=2, progress=False)  # SRC's splits
     assert m["splits"]["train"]["count"] == 4 and len(open_split(tmp_path / "out", "train")) == 4
     assert list(m["splits"]) == ["train"]
 

@@ -74,12 +74,26 @@ def test_training_through_the_cli_drives_the_training_error_down(trained):
     assert run["model"]["conv_channels"] == [8, 12, 16, 12, 8] and run["data"]["classes"] == 4
 
 
-def test_a_run_in_use_is_not_overwritten_and_resume_checks_the_recipe(trained, cache, capsys):
-    assert cli.main(["train", "--data", str(cache), "--out", str(trained), *SMALL]) == 1
-    assert "--resume" in capsys.readouterr().err
+def test_a_run_in_use_is_not_overwritten_and_resume_checks_the_recipe(trained, cache, capsys,
+                                                                      tmp_path):
+    args = ["train", "--data", str(cache), "--out", str(trained), *SMALL]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "to continue it, type:\n  alexnet " + " ".join(args) + " --resume\n" in err
     assert cli.main(["train", "--data", str(cache), "--out", str(trained), "--resume",
                      "--batch", "4", *SMALL]) == 1
-    assert "identical run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "identical run" in err and "recipe.batch_size: 8 -> 4" in err
+    assert "the learning rate (--lr), --epochs and logging options" in err
+    # the learning rate and the epochs may change: --resume RUN continues with them
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    assert cli.main(["train", "--data-dir", str(cache), "-b", "8", "--resume", str(copy),
+                     "--lr", "0.0005", "--epochs", "11", "--schedule", "2012", "-j", "0",
+                     *SMALL]) == 0
+    history = read_metrics(copy)
+    assert len(history) == 11 and history[-1]["lr"] == pytest.approx(0.0005)
 
 
 def test_checkpoint_rebuilds_the_model_alone(trained):
@@ -145,6 +159,21 @@ def test_figures_are_pngs(trained, cache, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
         with Image.open(tmp_path / name) as img:
             assert min(img.size) > 100
+
+
+def test_class_names_come_from_the_cache_the_devkit_or_the_shipped_list(tmp_path):
+    import shutil
+    from alexnet.figures_imagenet import class_words, shipped_synset_words
+    table = shipped_synset_words()
+    assert len(table) == 1000 and table["n01440764"] == "tench, Tinca tinca"
+    assert sorted(table) == list(table)                  # class k is the k-th sorted WNID
+    assert class_words(["n01440764", "n09999999"]) == ["tench, Tinca tinca", "n09999999"]
+    assert class_words(["n01440764"], ["my fish"]) == ["my fish"]
+    kit = tmp_path / "ILSVRC2012_devkit_t12" / "data"
+    kit.mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "data" / "ilsvrc2012_meta_tiny.mat", kit / "meta.mat")
+    names = class_words(WNIDS, devkit=kit.parent)
+    assert all(names) and names != WNIDS
 
 
 def test_kernel_grid_and_nearest_neighbours():
@@ -220,7 +249,8 @@ def test_ctrl_c_during_training_keeps_the_checkpoint_and_leaves_no_process(cache
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert "interrupted" in err
+    assert "interrupted" in err and "Traceback" not in err and "leaked" not in err
+    assert err.strip().splitlines()[-1].endswith(" ".join(args) + " --resume")   # what to type
     assert minidl.serialize.load(out / "checkpoint.npz")["train"]["step"] >= 1
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and session_processes(proc.pid):

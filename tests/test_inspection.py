@@ -8,7 +8,15 @@ from minidl import serialize
 from alexnet.inspection import (IMAGENET_RGB_MEAN, build_model, default_image, format_table,
                                 inspect_image, load_image, map_file_name, preprocess)
 
-STAGES = ["conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7"]
+# Per column, in order: the layer, then its ReLU; LRN and dropout are stages of their own.
+GROUPS = [["conv1", "relu1"], ["lrn1", "pool1"], ["conv2", "relu2"], ["lrn2", "pool2"],
+          ["conv3", "relu3"], ["conv4", "relu4"], ["conv5", "relu5"], ["pool5"],
+          ["fc6", "relu6", "dropout6"], ["fc7", "relu7", "dropout7"]]
+STAGES = [s for g in GROUPS for s in g]
+
+
+def stage_names(columns):
+    return [f"{s}/{c}" for g in GROUPS for c in "AB"[:columns] for s in g] + ["fc8"]
 
 # Multiply-adds per image of the two-column net, counted by hand from the layer table:
 # out_h * out_w * out_channels * (in_channels read per kernel * k * k), and in * out for fc.
@@ -29,7 +37,7 @@ def default_run(tmp_path_factory):
 def test_table_on_the_default_image_has_every_stage_and_the_totals(default_run):
     rows, lines, _ = default_run
     names = [r.name for r in rows]
-    assert names == [f"{s}/{c}" for s in STAGES for c in "AB"] + ["fc8"]
+    assert names == stage_names(2)
     assert sum(r.params for r in rows) == 60_965_224
     assert sum(r.madds for r in rows) == MADDS              # ~724 M for the grouped net
     assert rows[-1].shape == (1, 1000) and rows[0].shape == (1, 48, 55, 55)
@@ -38,22 +46,28 @@ def test_table_on_the_default_image_has_every_stage_and_the_totals(default_run):
     assert "no trained mean" in text                           # says what it approximates
     for n in names:
         assert any(line.startswith(n + " ") for line in lines), n
-    # ReLU outputs are never negative and have dead units; fc8's logits are signed
-    assert all(r.mean >= 0 and 0 <= r.zeros <= 1 for r in rows[:-1])
-    assert rows[0].zeros > 0 and np.isfinite([r.std for r in rows]).all()
+    # ReLU outputs are never negative and have dead units; a conv's own output is signed
+    after_relu = [r for r in rows if r.name.startswith(("relu", "lrn", "pool", "dropout"))]
+    assert all(r.output.min() >= 0 and 0 <= r.zeros <= 1 for r in after_relu)
+    conv1, relu1 = rows[0], rows[1]
+    assert conv1.output.min() < 0 and conv1.zeros == 0 and relu1.zeros > 0
+    np.testing.assert_array_equal(relu1.output, np.maximum(conv1.output, 0))
+    assert np.isfinite([r.std for r in rows]).all()
 
 
 def test_save_maps_writes_one_valid_png_per_stage(default_run):
     rows, _, maps = default_run
     files = sorted(maps.glob("*.png"))
     assert [f.name for f in files] == [map_file_name(i, r) for i, r in enumerate(rows)]
-    assert files[0].name == "01_conv1_A.png" and files[-1].name == "21_fc8.png"
+    assert files[0].name == "01_conv1_A.png" and files[-1].name == "43_fc8.png"
     for f in files:
         with Image.open(f) as img:
             img.verify()
             assert img.format == "PNG"
-    with Image.open(files[0]) as img:            # 48 maps of 55x55 in a 7x7 grid
+    with Image.open(files[0]) as img:            # 48 maps of 55x55 in a 7x7 grid, a colour bar
         assert img.size[0] >= 7 * 55
+        pixels = np.asarray(img.convert("RGB"))
+    assert (pixels[:20] < 100).all(axis=2).any()  # the title's dark text on the top rows
 
 
 def test_preprocess_is_section_2_then_the_central_patch():
@@ -86,7 +100,7 @@ def test_a_grayscale_image_runs_through_the_one_column_net(tmp_path):
     default_image().convert("L").save(path)
     lines = []
     rows = inspect_image(path, columns=1, out=lines.append)
-    assert [r.name for r in rows] == [f"{s}/A" for s in STAGES] + ["fc8"]
+    assert [r.name for r in rows] == stage_names(1)
     assert rows[0].shape == (1, 48, 55, 55) and rows[-1].shape == (1, 1000)
     assert str(path) in lines[0]
 
@@ -107,6 +121,26 @@ def test_checkpoint_weights_are_used(tmp_path):
     for (name, a), (_, b) in zip(trained.named_parameters(), loaded.named_parameters()):
         np.testing.assert_array_equal(a.data, b.data, err_msg=name)
     assert not loaded.training
+
+
+def test_checkpoint_may_be_a_run_folder_of_a_small_net(tmp_path):
+    from dataclasses import asdict
+    from alexnet.imagenet_train import RECIPE_KIND, model_config
+    from alexnet.model import AlexNet
+    cfg = model_config(4, 2, input_size=67, conv_channels=(8, 12, 16, 12, 8), fc_features=64)
+    net = AlexNet(cfg, seed=3)
+    meta = {"kind": RECIPE_KIND, "model": asdict(cfg), "recipe": {}, "data": {},
+            "mean": np.zeros((76, 76, 3), np.float32), "wnids": ["n1", "n2", "n3", "n4"],
+            "devices": ["cpu", "cpu"]}
+    serialize.save(tmp_path / "checkpoint.npz", {"meta": meta, "model": dict(net.state_dict()),
+                                                 "train": {"epoch": 2}})
+    lines = []
+    rows = inspect_image(checkpoint=tmp_path, out=lines.append)          # the run folder
+    assert rows[0].shape == (1, 4, 15, 15) and rows[-1].shape == (1, 4)
+    assert f"checkpoint {tmp_path}" in "\n".join(lines)
+    with pytest.raises(ValueError, match="does not hold weights of the paper's"):
+        build_model(columns=1, checkpoint=serialize.save(tmp_path / "other.npz",
+                                                         {"model": {"x": np.ones(2)}}))
 
 
 def test_format_table_flags_a_mismatch_of_totals(default_run):

@@ -47,6 +47,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from .archive import bounded_members
+
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
@@ -60,10 +62,16 @@ NUM_CLASSES = 10
 IMAGE_SHAPE = (3, 32, 32)  # C, H, W
 ROW_SIZE = 3 * 32 * 32  # 3072 bytes per image in a batch file
 
-# The official batches are about 31 MB each (45 MB when re-pickled by Python 3).
-# A member larger than this is not a CIFAR-10 batch; refusing it bounds the disk
-# a hostile archive can fill.
-MAX_MEMBER_BYTES = 256 * 2**20
+# The official batches are about 31 MB each (45 MB when re-pickled by Python 3),
+# 178 MB in all. A member larger than MAX_MEMBER_BYTES, an archive whose kept
+# members add up to more than MAX_TOTAL_BYTES or that lists more than
+# MAX_MEMBERS entries is not CIFAR-10: refusing it bounds the disk and the time
+# a hostile archive can take.
+MAX_MEMBER_BYTES = 64 * 2**20
+MAX_TOTAL_BYTES = 320 * 2**20
+MAX_MEMBERS = 64
+# Images in one batch file: the official ones hold 10,000.
+MAX_BATCH_IMAGES = 10000
 
 ENV_VAR = "ALEXNET_DATA"
 
@@ -88,7 +96,7 @@ class UnsafeArchiveError(CIFAR10Error, ValueError):
 
 
 class ChecksumError(CIFAR10Error, ValueError):
-    """A downloaded archive does not have the published MD5."""
+    """An archive does not have the published MD5."""
 
 
 class UnsafePickleError(CIFAR10FormatError, pickle.UnpicklingError):
@@ -212,10 +220,56 @@ def preprocess(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
 _reconstruct = np.ndarray.__reduce__(np.zeros(0))[0]
 
 
+class _ArrayStub:
+    """What the unpickler builds for an ndarray: it checks the state pickle hands
+    it (version, shape, dtype, fortran order, raw bytes) and only then becomes a
+    real array (`_arrays_from_stubs`).
+
+    numpy's own reconstructor would allocate an uninitialised array of any
+    shape the file names, and its __setstate__ accepts foreign buffers; here the
+    shape must be 1-D or 2-D, the bytes exactly shape x itemsize long, so an
+    array can be no larger than the file it came from.
+    """
+
+    def __init__(self):
+        self.array = None
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise UnsafePickleError("an array's state is not (version, shape, dtype, order, data)")
+        _, shape, dtype, fortran, raw = state
+        if (not isinstance(shape, tuple) or not 1 <= len(shape) <= 2
+                or not all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise UnsafePickleError(f"array shape {shape!r:.80} is not 1-D or 2-D")
+        if not isinstance(dtype, np.dtype) or not isinstance(raw, (bytes, bytearray)):
+            raise UnsafePickleError("an array's data is not a dtype and a byte string")
+        if len(raw) != int(np.prod(shape)) * dtype.itemsize:
+            raise UnsafePickleError(f"an array of shape {shape} {dtype} needs "
+                                    f"{int(np.prod(shape)) * dtype.itemsize} bytes, the file "
+                                    f"holds {len(raw)}")
+        a = np.frombuffer(bytes(raw), dtype).reshape(shape, order="F" if fortran else "C")
+        self.array = a
+
+
 def _safe_reconstruct(subtype, shape, dtype):
     if subtype is not np.ndarray:
         raise UnsafePickleError(f"array subtype {subtype!r} is not numpy.ndarray")
-    return _reconstruct(subtype, shape, dtype)
+    if shape != (0,):  # ndarray.__reduce__ always writes (0,); the real shape comes in BUILD
+        raise UnsafePickleError(f"array reconstructed with shape {shape!r:.80}, not (0,)")
+    return _ArrayStub()
+
+
+def _arrays_from_stubs(obj):
+    """Replace every _ArrayStub in a loaded dict/list by its checked array."""
+    if isinstance(obj, _ArrayStub):
+        if obj.array is None:
+            raise UnsafePickleError("an array without its data")
+        return obj.array
+    if isinstance(obj, dict):
+        return {k: _arrays_from_stubs(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_arrays_from_stubs(v) for v in obj]
+    return obj
 
 
 def _safe_dtype(spec, align=False, copy=False):
@@ -238,7 +292,7 @@ def _latin1_encode(text, encoding="latin1"):
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): _safe_reconstruct,   # NumPy 1
     ("numpy._core.multiarray", "_reconstruct"): _safe_reconstruct,  # NumPy 2
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): np.ndarray,  # only passed to _safe_reconstruct, never called
     ("numpy", "dtype"): _safe_dtype,
     ("_codecs", "encode"): _latin1_encode,  # bytes in a Python 3 protocol-2 pickle
 }
@@ -270,7 +324,7 @@ def _unpickle(path: Path) -> dict:
     """Read one batch file as a dict with str keys, refusing foreign objects."""
     try:
         with open(path, "rb") as f:
-            obj = _RestrictedUnpickler(f, encoding="bytes").load()
+            obj = _arrays_from_stubs(_RestrictedUnpickler(f, encoding="bytes").load())
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{path}: {e}. This is not a genuine CIFAR-10 batch file; "
                                 f"nothing in it was run. {_what_to_do(path)}") from None
@@ -300,6 +354,10 @@ def load_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != ROW_SIZE or not len(data):
         raise CIFAR10FormatError(f"{path}: expected 'data' uint8 (N, {ROW_SIZE}), found "
                                  f"{data.dtype} {data.shape}. {bad}")
+    if len(data) > MAX_BATCH_IMAGES or data.nbytes > path.stat().st_size:
+        raise CIFAR10FormatError(f"{path}: expected at most {MAX_BATCH_IMAGES} images of "
+                                 f"{ROW_SIZE} bytes stored in the file, found {len(data)} in a "
+                                 f"file of {path.stat().st_size} bytes. {bad}")
     if not isinstance(labels, (list, np.ndarray)) or not all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
         raise CIFAR10FormatError(f"{path}: expected 'labels' a list of ints. {bad}")
@@ -346,11 +404,14 @@ def _checked_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInf
     """The members to extract: regular files directly under cifar-10-batches-py/.
 
     Raises UnsafeArchiveError on any member with an absolute path, a '..'
-    component, or that is a link, device or fifo. Safe members elsewhere (a
-    stray top-level README, say) are skipped.
+    component, or that is a link, device or fifo, and (`bounded_members`) on an
+    archive of more than MAX_MEMBERS members, MAX_MEMBER_BYTES per member or
+    MAX_TOTAL_BYTES in all. Safe members elsewhere (a stray top-level README,
+    say) are skipped.
     """
     keep, seen = [], set()
-    for m in tar.getmembers():
+    for m in bounded_members(tar, archive, MAX_MEMBERS, MAX_MEMBER_BYTES, MAX_TOTAL_BYTES,
+                             UnsafeArchiveError, "the official CIFAR-10 archive"):
         p = PurePosixPath(m.name)
         parts = [q for q in p.parts if q != "."]
         where = f"{archive}: member {m.name!r}"
@@ -367,9 +428,6 @@ def _checked_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInf
                                      f"This is not the official archive: delete it.")
         if m.isdir() or len(parts) != 2 or parts[0] != BATCHES_DIR:
             continue
-        if m.size > MAX_MEMBER_BYTES:
-            raise UnsafeArchiveError(f"{where} is {m.size} bytes, far more than a CIFAR-10 "
-                                     f"batch; refusing to extract. Delete the archive.")
         if parts[1] in seen:
             raise UnsafeArchiveError(f"{where} appears twice; refusing to extract.")
         seen.add(parts[1])
@@ -489,9 +547,30 @@ def _not_found_message(root: Path, reason: str = "") -> str:
             f"directory with root=... or the {ENV_VAR} environment variable.")
 
 
+def check_official(archive: Path, allow_unofficial: bool = False) -> Path:
+    """Refuse a local archive whose MD5 is not the official one, unless allowed.
+
+    A renamed, re-packed or tampered archive is not the data Figure 1 was
+    measured on; `allow_unofficial` (the CLI's --allow-unofficial-archive)
+    accepts it knowingly, after a warning. Its members are checked either way.
+    """
+    digest = file_md5(archive)
+    if digest == ARCHIVE_MD5:
+        return archive
+    what = (f"{archive} has MD5 {digest}, but the official {ARCHIVE_NAME} has {ARCHIVE_MD5}: "
+            f"it is damaged, re-packed or not the official archive")
+    if not allow_unofficial:
+        raise ChecksumError(f"{what}. Delete it and download the official one "
+                            f"(load_cifar10(download=True)), or accept it knowingly with "
+                            f"allow_unofficial=True (alexnet figure1 --allow-unofficial-archive).")
+    import warnings
+    warnings.warn(f"{what}; using it as asked (allow_unofficial)", stacklevel=2)
+    return archive
+
+
 def find_cifar10(root: str | os.PathLike | None = None, download: bool = False,
                  extract_to: str | os.PathLike | None = None,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, allow_unofficial: bool = False) -> Path:
     """Locate (extracting or downloading if needed) the cifar-10-batches-py directory.
 
     root may be:
@@ -502,13 +581,15 @@ def find_cifar10(root: str | os.PathLike | None = None, download: bool = False,
     extract_to (default: the archive's directory). With download=True and
     nothing found, the official archive is downloaded into root (extract_to if
     root is a file), verified and extracted. Raises CIFAR10NotFound otherwise.
+    A local archive must have the official MD5 (`check_official`) unless
+    `allow_unofficial`.
     """
     root = Path(root) if root is not None else default_root()
     if root.is_file():
         have_dir = Path(extract_to or root.parent) / BATCHES_DIR
         if (have_dir / META).is_file():
             return have_dir  # extracted on an earlier run
-        return extract_archive(root, extract_to)
+        return extract_archive(check_official(root, allow_unofficial), extract_to)
     if (root / META).is_file():
         return root
     if (root / BATCHES_DIR / META).is_file():
@@ -516,7 +597,8 @@ def find_cifar10(root: str | os.PathLike | None = None, download: bool = False,
     if extract_to is not None and (Path(extract_to) / BATCHES_DIR / META).is_file():
         return Path(extract_to) / BATCHES_DIR
     if (root / ARCHIVE_NAME).is_file():
-        return extract_archive(root / ARCHIVE_NAME, extract_to or root)
+        return extract_archive(check_official(root / ARCHIVE_NAME, allow_unofficial),
+                               extract_to or root)
     if not download:
         raise CIFAR10NotFound(_not_found_message(root))
     try:
@@ -529,10 +611,10 @@ def find_cifar10(root: str | os.PathLike | None = None, download: bool = False,
 
 def load_cifar10(root: str | os.PathLike | None = None, download: bool = False,
                  extract_to: str | os.PathLike | None = None,
-                 progress: bool = True) -> CIFAR10:
+                 progress: bool = True, allow_unofficial: bool = False) -> CIFAR10:
     """Find (see :func:`find_cifar10`), validate and load CIFAR-10.
 
     Returns CIFAR10 with x_train (50000, 3, 32, 32) uint8 NCHW RGB, y_train
     (50000,) int64, x_test (10000, 3, 32, 32), y_test (10000,), label_names.
     """
-    return load_batches_dir(find_cifar10(root, download, extract_to, progress))
+    return load_batches_dir(find_cifar10(root, download, extract_to, progress, allow_unofficial))

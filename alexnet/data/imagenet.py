@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .archive import bounded_members
+
 WNID = re.compile(r"^n\d{8}$")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -88,6 +90,57 @@ def _is_image(name):
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def name_problem(name):
+    """Why a file name cannot be a row of the cache, or None.
+
+    A newline would split a line of {split}_files.txt; a name that is not UTF-8
+    (os.listdir hands its bytes back as surrogates) cannot be written as text.
+    """
+    if "\n" in name or "\r" in name:
+        return "a newline in the file name (rename the file)"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the file name is not valid UTF-8 (rename the file)"
+    return None
+
+
+def _scan_images(folder, root_real, rejected, prefix=""):
+    """Sorted image file names directly in `folder`; files it refuses go to `rejected`
+    as (name, reason): names `name_problem` refuses, symlinks that leave the source
+    tree `root_real` or loop, and entries that cannot be read."""
+    names = []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as e:
+        rejected.append((prefix.rstrip("/") or str(folder), f"cannot list the folder: {e}"))
+        return names
+    for e in entries:
+        if not _is_image(e.name):
+            continue
+        name = prefix + e.name
+        why = name_problem(e.name)
+        if why is None and e.is_symlink():
+            try:
+                real = os.path.realpath(e.path, strict=True)
+            except (OSError, RuntimeError) as err:
+                why = f"a broken or looping symlink ({type(err).__name__})"
+            else:
+                if os.path.commonpath([real, root_real]) != root_real:
+                    why = "a symlink to a file outside the source folder"
+        if why is None:
+            try:
+                if not e.is_file():
+                    continue
+            except OSError as err:
+                why = f"cannot be read ({err})"
+        if why is not None:
+            rejected.append((name, why))
+            continue
+        names.append(e.name)
+    return names
+
+
 def list_folders(root, wnids=None) -> Listing:
     """``root/nXXXXXXXX/*.JPEG``: one folder per class, class = sorted WNID position.
 
@@ -95,30 +148,49 @@ def list_folders(root, wnids=None) -> Listing:
     default: the sorted WNID folders found here.
     """
     root = str(root)
+    root_real = os.path.realpath(root)
     found = sorted(d for d in os.listdir(root)
                    if WNID.match(d) and os.path.isdir(os.path.join(root, d)))
     if not found:
         raise FileNotFoundError(f"{root}: expected class folders named like n01440764/, found none")
+    rejected = []
+    outside = [d for d in found if os.path.commonpath(
+        [os.path.realpath(os.path.join(root, d)), root_real]) != root_real]
+    for d in outside:
+        rejected.append((d, "a symlink to a folder outside the source folder"))
+    found = [d for d in found if d not in outside]
     wnids = list(wnids) if wnids is not None else found
     index = {w: k for k, w in enumerate(wnids)}
     missing = [w for w in found if w not in index]
     if missing:
         raise ValueError(f"{root}: folders {missing[:5]} are not in the class list "
                          f"({len(wnids)} WNIDs from the training set); is this the same dataset?")
-    names, labels = [], []
+    names, labels, empty = [], [], []
     for w in found:
-        files = sorted(e.name for e in os.scandir(os.path.join(root, w))
-                       if e.is_file() and _is_image(e.name))
+        files = _scan_images(os.path.join(root, w), root_real, rejected, f"{w}/")
+        if not files:
+            empty.append(w)
         names += [f"{w}/{f}" for f in files]
         labels += [index[w]] * len(files)
-    return Listing(root, names, np.array(labels, np.int64), wnids, layout="class folders")
+    if empty and len(empty) == len(found):
+        raise FileNotFoundError(f"{root}: the class folders hold no images ({IMAGE_EXTENSIONS}); "
+                                "is this the right folder?")
+    if empty and set(found) == set(wnids):   # these folders define the classes: none may be empty
+        raise ValueError(f"{root}: {len(empty)} class folder(s) hold no images, e.g. "
+                         f"{', '.join(empty[:5])}; a class without images cannot be learnt. "
+                         "Add their images, or remove the folders.")
+    return Listing(root, names, np.array(labels, np.int64), wnids, rejected=rejected,
+                   layout="class folders")
 
 
 def list_flat(root, wnid_of_file, wnids) -> Listing:
     """A flat folder of images; `wnid_of_file` maps each *base name* to its WNID."""
     root = str(root)
-    files = sorted(e.name for e in os.scandir(root) if e.is_file() and _is_image(e.name))
-    return _label_flat(root, files, files, wnid_of_file, wnids, "flat folder + devkit labels")
+    rejected = []
+    files = _scan_images(root, os.path.realpath(root), rejected)
+    listing = _label_flat(root, files, files, wnid_of_file, wnids, "flat folder + devkit labels")
+    listing.rejected = rejected
+    return listing
 
 
 def _label_flat(root, names, basenames, wnid_of_file, wnids, layout, offsets=None, sizes=None):
@@ -153,7 +225,7 @@ def _safe_member(m: tarfile.TarInfo, archive_size: int):
         return "unsafe path"
     if m.offset_data + m.size > archive_size:
         return "data runs past the end of the archive"
-    return None
+    return name_problem(m.name)
 
 
 def index_archive(path):
@@ -172,27 +244,48 @@ def index_archive(path):
         raise ValueError(f"{path}: not an uncompressed tar archive ({e}); the ILSVRC archives "
                          "are plain .tar files: decompress a .tar.gz first") from None
     with outer:
-        for m in outer:
+        members = iter(outer)
+        while True:
+            try:
+                m = next(members)
+            except StopIteration:
+                break
+            except (tarfile.TarError, OSError, EOFError) as e:  # truncated or damaged: keep what came before
+                rejected.append((f"{path} after member {len(names) + len(rejected)}",
+                                 f"the archive is truncated or damaged here ({e}); the rest is skipped"))
+                break
             why = _safe_member(m, total)
             if why:
                 rejected.append((m.name, why))
                 continue
             if m.name.lower().endswith(".tar"):
-                inner_file = outer.extractfile(m)
-                with tarfile.open(fileobj=inner_file, mode="r:") as inner:
-                    for im in inner:
-                        why = _safe_member(im, m.size)
-                        if why:
-                            rejected.append((f"{m.name}/{im.name}", why))
-                        elif _is_image(im.name):
-                            names.append(f"{m.name}/{im.name}")
-                            offsets.append(m.offset_data + im.offset_data)
-                            sizes.append(im.size)
+                _index_inner(outer, m, names, offsets, sizes, rejected)
             elif _is_image(m.name):
                 names.append(m.name)
                 offsets.append(m.offset_data)
                 sizes.append(m.size)
     return names, np.array(offsets, np.int64), np.array(sizes, np.int64), rejected
+
+
+def _index_inner(outer, m, names, offsets, sizes, rejected):
+    """The images of the inner tar `m` (one class of the train archive); a damaged
+    inner tar keeps the members read before the damage and is reported."""
+    found = []
+    try:
+        with tarfile.open(fileobj=outer.extractfile(m), mode="r:") as inner:
+            for im in inner:
+                why = _safe_member(im, m.size)
+                if why:
+                    rejected.append((f"{m.name}/{im.name}", why))
+                elif _is_image(im.name):
+                    found.append((f"{m.name}/{im.name}", m.offset_data + im.offset_data, im.size))
+    except (tarfile.TarError, OSError, EOFError) as e:
+        rejected.append((m.name, f"inner archive truncated or damaged ({e}); {len(found)} "
+                                 "images before the damage kept"))
+    for name, offset, size in found:
+        names.append(name)
+        offsets.append(offset)
+        sizes.append(size)
 
 
 def _wnid_of_member(name):
@@ -372,7 +465,12 @@ class Devkit:
         if split not in self.truth:
             raise FileNotFoundError(f"the {self.year} devkit has no ground truth for {split!r} "
                                     f"(found: {sorted(self.truth)})")
-        ids = [int(t) for t in _read_text(self.truth[split]).split()]
+        try:
+            ids = [int(t) for t in _read_text(self.truth[split]).split()]
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{self.truth[split]}: expected one ILSVRC class ID (a whole number) "
+                             f"per line ({e}); the file is damaged: extract the devkit "
+                             "again") from None
         filenames = sorted(filenames)
         if len(ids) != len(filenames):
             raise ValueError(f"{self.truth[split]} has {len(ids)} labels but the {split} split "
@@ -391,8 +489,21 @@ def _read_text(ref):
     return Path(ref).read_text()
 
 
-def parse_meta(source) -> tuple:
-    """({ILSVRC ID: WNID} of the leaf synsets, {WNID: words}) from a devkit ``meta.mat``."""
+def parse_meta(source, name="meta.mat") -> tuple:
+    """({ILSVRC ID: WNID} of the leaf synsets, {WNID: words}) from a devkit ``meta.mat``.
+
+    Any damage to the file (a bad zlib stream, a short struct, a missing field)
+    is one ValueError naming the file."""
+    try:
+        return _parse_meta(source)
+    except (zlib.error, struct.error, KeyError, IndexError, TypeError, ValueError,
+            UnicodeDecodeError, AttributeError, OverflowError, MemoryError) as e:
+        raise ValueError(f"{name}: cannot be read as an ILSVRC devkit meta.mat "
+                         f"({type(e).__name__}: {e}); the file is damaged or not the devkit's. "
+                         "Extract the devkit again from ILSVRC2012_devkit_t12.tar.gz.") from None
+
+
+def _parse_meta(source) -> tuple:
     synsets = read_mat(source).get("synsets")
     if not synsets:
         raise ValueError("meta.mat has no 'synsets' struct array")
@@ -405,6 +516,8 @@ def parse_meta(source) -> tuple:
         if children.size and children[0] != 0:
             continue  # an inner node of the WordNet tree, not a class
         wnid = s["WNID"] if isinstance(s["WNID"], str) else "".join(s["WNID"])
+        if not WNID.match(wnid):
+            raise ValueError(f"a synset's WNID is {wnid!r:.40}, expected like n01440764")
         ids[int(np.asarray(s[id_field]).ravel()[0])] = wnid
         words[wnid] = s.get("words", "") if isinstance(s.get("words", ""), str) else ""
     return ids, words
@@ -418,13 +531,12 @@ def load_devkit(path) -> Devkit:
                  if p.is_file()}
         read = lambda ref: Path(ref).read_bytes()  # noqa: E731
     else:
-        with tarfile.open(path) as tar:
-            files = {m.name: (path, m.name) for m in tar if m.isfile()}
+        files = _devkit_members(path)
         read = lambda ref: _read_member(*ref)  # noqa: E731
     meta = [k for k in files if k.endswith("meta.mat")]
     if not meta:
         raise FileNotFoundError(f"{path}: no data/meta.mat inside; is this an ILSVRC devkit?")
-    ids, words = parse_meta(read(files[meta[0]]))
+    ids, words = parse_meta(read(files[meta[0]]), f"{path}: {meta[0]}")
     truth = {}
     for k, ref in files.items():
         m = re.search(r"(ILSVRC\d{4})_(validation|test)_ground_truth\.txt$", k)
@@ -432,6 +544,29 @@ def load_devkit(path) -> Devkit:
             truth["val" if m.group(2) == "validation" else "test"] = ref
     year = re.search(r"ILSVRC(\d{4})", " ".join(files)) or re.search(r"(\d{4})", path)
     return Devkit(year.group(1) if year else "?", ids, words, truth)
+
+
+# The ILSVRC devkits hold a few dozen files, none over a few MB: more than this is not a devkit.
+DEVKIT_MAX_MEMBERS = 1000
+DEVKIT_MAX_MEMBER_BYTES = 64 * 2**20
+DEVKIT_MAX_TOTAL_BYTES = 256 * 2**20
+
+
+def _devkit_members(path) -> dict:
+    """{member name: (archive, name)} of a devkit archive's regular files, refusing one
+    beyond the DEVKIT_MAX_* bounds (`archive.bounded_members`; nothing is extracted to
+    disk: members are read in memory)."""
+    files = {}
+    try:
+        with tarfile.open(path) as tar:
+            for m in bounded_members(tar, path, DEVKIT_MAX_MEMBERS, DEVKIT_MAX_MEMBER_BYTES,
+                                     DEVKIT_MAX_TOTAL_BYTES, what="an ILSVRC devkit"):
+                if m.isfile():
+                    files[m.name] = (path, m.name)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{path}: cannot be read as a devkit archive ({type(e).__name__}: {e}); "
+                         "download ILSVRC2012_devkit_t12.tar.gz again") from None
+    return files
 
 
 def _read_member(archive, name):
@@ -492,7 +627,7 @@ def find_split(src, split, wnids=None, devkit=None) -> Listing:
     if folder.is_dir():
         if any(WNID.match(d.name) and d.is_dir() for d in folder.iterdir()):
             return list_folders(folder, wnids)
-        files = sorted(e.name for e in os.scandir(folder) if e.is_file() and _is_image(e.name))
+        files = _scan_images(folder, os.path.realpath(folder), [])
         if not files:
             raise FileNotFoundError(f"{folder}: no WNID folders and no images")
         gt = labels_from_devkit(files)

@@ -211,6 +211,9 @@ class Loader:
             raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
         if len(self.recipe) == 0:
             raise ValueError(f"{len(split)} images make no batch of {batch_size} (drop_last={self.recipe.drop_last})")
+        if int(workers) < 0:
+            raise ValueError(f"workers must be >= 0 (0: build batches in this process), found "
+                             f"{workers}")
         self.workers, self.prefetch = int(workers), max(1, int(prefetch))
         self.copy, self.context = copy, context
         self._epoch, self._batch = 0, 0

@@ -69,11 +69,26 @@ def load_image(data: bytes, size: int = SIZE, exif_transpose: bool = False) -> n
     img.draft("RGB", (size, size))
     if exif_transpose:
         img = ImageOps.exif_transpose(img)
-    img = img.convert("RGB")
+    img = to_rgb(img)
     w, h = img.size
     s = min(w, h)
     box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
     return np.asarray(img.resize((size, size), RESAMPLE, box=box))
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow image -> 8-bit RGB.
+
+    Pillow's convert("RGB") clips 16- and 32-bit integer pixels (modes I;16, I)
+    at 255, so a 16-bit PNG would become solid white: those are scaled to 0..255
+    from their type's range (0..65535) first, float images (mode F) from 0..1.
+    """
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        a = np.asarray(img).astype(np.float64)
+        top = 1.0 if img.mode == "F" else 65535.0
+        a = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+        img = Image.fromarray(a, "L")
+    return img.convert("RGB")
 
 
 # --------------------------------------------------------------------------- worker side
@@ -157,7 +172,7 @@ def _atomic_write(path, write):
 def _fingerprint(listing, size, chunk_size, exif_transpose):
     h = hashlib.sha1(f"{CACHE_VERSION} {size} {chunk_size} {exif_transpose} {len(listing)}".encode())
     for name, label in zip(listing.names, listing.labels.tolist()):
-        h.update(f"{name}\t{label}\n".encode())
+        h.update(f"{name}\t{label}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -241,7 +256,8 @@ def _prepare_split(listing: Listing, out: Path, split, size, chunk_size, workers
     if not resumed:
         state = _Progress(state.path, n_chunks, size, fp)
         np.lib.format.open_memmap(images_path, "w+", np.uint8, (n, size, size, 3)).flush()
-        (out / f"{split}_files.txt").write_text("".join(f"{s}\n" for s in listing.names))
+        _atomic_write(out / f"{split}_files.txt", lambda f: f.write(
+            "".join(f"{name}\n" for name in listing.names).encode("utf-8", "surrogateescape")))
         state.save()
     data_offset = np.load(images_path, mmap_mode="r").offset
     stats = split == "train"
@@ -267,9 +283,14 @@ def _prepare_split(listing: Listing, out: Path, split, size, chunk_size, workers
             pool = mp.get_context(context or default_context()).Pool(
                 workers, initializer=_init_worker, initargs=initargs)
             results = pool.imap_unordered(_do_chunk, tasks)
+        done, tenth = done_rows, 10 * done_rows // n
         for chunk, chunk_stats, skipped in results:
             state.add(chunk, chunk_stats, skipped)
             bar.update(min(chunk_size, n - chunk * chunk_size))
+            done += min(chunk_size, n - chunk * chunk_size)
+            if not progress and 10 * done // n > tenth:     # no bars: a plain line per 10%
+                tenth = 10 * done // n
+                print(f"prepare {split}: {done}/{n} images ({100 * done // n}%)", flush=True)
             if time.monotonic() - last_save > 1.0:
                 state.save()
                 last_save = time.monotonic()
@@ -287,8 +308,35 @@ def _prepare_split(listing: Listing, out: Path, split, size, chunk_size, workers
 
 # --------------------------------------------------------------------------- the entry point
 
+SPLITS = ("train", "val", "test")
+
+
+def _check_cache_settings(manifest, out, src, size, chunk_size, exif_transpose, rebuild):
+    """The one check of an existing cache's manifest against this run's settings.
+
+    A finished cache is refused (not silently rebuilt: runs trained on it could no
+    longer resume) when SRC, --size, --chunk-size or --exif-transpose differ,
+    unless `rebuild`."""
+    if not manifest:
+        return
+    have = {"SRC": manifest.get("source"), "--size": manifest.get("size"),
+            "--chunk-size": manifest.get("chunk_size", chunk_size),
+            "--exif-transpose": manifest.get("exif_transpose", exif_transpose)}
+    want = {"SRC": str(src), "--size": size, "--chunk-size": chunk_size,
+            "--exif-transpose": exif_transpose}
+    differ = [f"{k}: {have[k]!r} in the cache, {want[k]!r} now" for k in have if have[k] != want[k]]
+    if differ and not rebuild:
+        raise ValueError(f"{out} holds a cache made with other settings ("
+                         + "; ".join(differ) + "). Rebuilding it would stop runs trained on it "
+                         "from resuming. Use the same settings, choose another OUT folder, or "
+                         "pass --rebuild to rebuild it.")
+    if differ:
+        manifest.clear()
+
+
 def prepare(src, out, workers=None, splits=None, size=SIZE, chunk_size=256,
-            devkit=None, exif_transpose=False, progress=True, max_chunks=None, context=None):
+            devkit=None, exif_transpose=False, progress=True, max_chunks=None, context=None,
+            rebuild=False):
     """Build the 256x256 cache of ILSVRC under `out` from `src` (Section 2).
 
     src:        a folder with ``train/`` and ``val/`` (WNID subfolders, or a flat val
@@ -297,67 +345,114 @@ def prepare(src, out, workers=None, splits=None, size=SIZE, chunk_size=256,
     out:        the cache folder (created). Running again resumes an interrupted
                 run, and skips splits that are already complete.
     workers:    decoding processes (default: all CPUs); 0 decodes in this process.
-    splits:     which splits to prepare (each must exist); default: those of "train"
-                and "val" that SRC has. The class list comes from train when it
-                is present (or from an earlier manifest, or the devkit).
+    splits:     which of train, val, test to prepare (each must exist); default:
+                train and val, those SRC has (a missing val is warned about at once). The class list comes from train when it is present
+                (or from an earlier manifest, or the devkit). Every split is
+                listed before any image is decoded, so a missing one is reported
+                at once.
     chunk_size: images per unit of work and of resumption.
     devkit:     devkit folder or archive (default: one found in src).
     exif_transpose: apply EXIF orientation (default False: ignored, as ImageNet tools did).
     max_chunks: stop after this many new chunks per split (a partial run, e.g. for
                 tests or time-sliced jobs; run again to continue).
+    rebuild:    rebuild a cache made from another SRC or with other settings (without
+                it, that is an error; see `_check_cache_settings`).
+    Files the listing refuses (symlinks leaving SRC or looping, names with a newline
+    or not UTF-8, damaged archive members) and files that do not decode are skipped
+    and listed in OUT/report.json; one bad file never stops the run.
     Returns the manifest (a dict), also written to OUT/manifest.json; its
     ``splits[s]["complete"]`` says whether split s is finished.
     """
     src, out = Path(src).resolve(), Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: expected a folder holding train/ and val/ or the "
+                                "ILSVRC archives")
+    if size < 1 or chunk_size < 1 or (max_chunks is not None and max_chunks < 1):
+        raise ValueError(f"size, chunk_size and max_chunks must be >= 1, found {size}, "
+                         f"{chunk_size}, {max_chunks}")
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0 (0: decode in this process), found {workers}")
+    if splits is None:
+        splits = [s for s in ("train", "val") if has_split(src, s)] or ["train"]
+        if splits == ["train"] and has_split(src, "train"):
+            warnings.warn(f"{src} has no val/ folder or ILSVRC20xx_img_val.tar: preparing train "
+                          "only (`alexnet train` needs val as well; add it and run again)",
+                          stacklevel=2)
+    bad = [s for s in splits if s not in SPLITS]
+    if bad:
+        raise ValueError(f"unknown split(s) {bad}; expected some of {', '.join(SPLITS)}")
+    missing = [s for s in splits if not has_split(src, s)]
+    if missing:
+        raise FileNotFoundError(
+            f"{src} has no {' and no '.join(f'{s}/ folder or ILSVRC20xx_img_{s}.tar' for s in missing)} "
+            f"(it holds: {', '.join(sorted(p.name for p in src.iterdir())[:10]) or 'nothing'}). "
+            f"Point SRC at the folder that holds them, or prepare only the splits it has "
+            f"(--splits {','.join(s for s in splits if s not in missing) or 'train'}).")
+    out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    if manifest and (manifest.get("version") != CACHE_VERSION or manifest.get("size") != size):
-        raise ValueError(f"{out} holds a cache of version {manifest.get('version')}, size "
-                         f"{manifest.get('size')}; wanted version {CACHE_VERSION}, size {size}: "
-                         "choose another OUT folder")
+    manifest = read_manifest(out) if manifest_path.exists() else {}
+    _check_cache_settings(manifest, out, src, size, chunk_size, exif_transpose, rebuild)
     manifest.update(format="alexnet-ilsvrc-cache", version=CACHE_VERSION, size=size,
-                    source=str(src.resolve()), exif_transpose=exif_transpose,
+                    source=str(src), exif_transpose=exif_transpose, chunk_size=chunk_size,
                     resize=f"shorter side to {size} (Pillow bicubic, JPEG draft), central crop")
     manifest.setdefault("splits", {})
     report_path = out / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    report = {}
+    if report_path.exists() and not rebuild:
+        try:
+            report = json.loads(report_path.read_text())
+        except (ValueError, UnicodeError):
+            report = {}
     wnids = manifest.get("wnids")
     kit_path = devkit or find_devkit(src)
     words = load_devkit(kit_path).words if kit_path else {}
-    if splits is None:
-        splits = [s for s in ("train", "val") if has_split(src, s)]
-        if not splits:
-            find_split(src, "train")  # raises, saying what was expected
     order = sorted(splits, key=lambda s: s != "train")  # train first: it fixes the classes
-    for split in order:
+    listings = {}
+    for split in order:        # every split listed before any decoding: errors come first
         listing = find_split(src, split, wnids=wnids if split != "train" else None, devkit=kit_path)
         if wnids is not None and split == "train" and listing.wnids != wnids:
-            raise ValueError(f"{out}: the cache's classes differ from {src}/train's; use a new OUT")
+            raise ValueError(f"{out}: the cache's classes differ from {src}/train's; use a new "
+                             "OUT, or --rebuild")
+        if len(listing) == 0:
+            raise FileNotFoundError(f"{src}: the {split} split holds no image that can be read "
+                                    f"({len(listing.rejected)} refused, e.g. "
+                                    f"{listing.rejected[:2]})")
         wnids = listing.wnids
-        manifest["wnids"] = wnids
-        manifest["words"] = [words.get(w, "") for w in wnids]
+        listings[split] = listing
+    manifest["wnids"] = wnids
+    manifest["words"] = [words.get(w, "") for w in wnids]
+    for split in order:
+        listing = listings[split]
         fp = _fingerprint(listing, size, chunk_size, exif_transpose)
         entry = manifest["splits"].get(split)
         if entry and entry.get("complete") and entry.get("fingerprint") == fp:
             continue  # already prepared from the same files
+        if entry and entry.get("complete") and not rebuild:
+            raise ValueError(f"{out}: the {split} split was prepared from other files than "
+                             f"{src} now holds (added, removed or renamed images); runs "
+                             "trained on it could no longer resume. Choose another OUT "
+                             "folder, or pass --rebuild to rebuild it.")
         complete, state = _prepare_split(listing, out, split, size, chunk_size, workers,
                                          exif_transpose, progress, max_chunks, context, fp)
         skipped = sorted(state.skipped)
         manifest["splits"][split] = dict(
             count=len(listing), valid=len(listing) - len(skipped), skipped=len(skipped),
+            refused=len(listing.rejected),
             complete=complete, fingerprint=fp, layout=listing.layout, root=listing.root,
             images=f"{split}_images.npy", labels=f"{split}_labels.npy", files=f"{split}_files.txt")
         report[split] = dict(skipped=[dict(row=r, file=f, error=e) for r, f, e in skipped],
-                             refused_archive_members=[dict(member=m, reason=r) for m, r in listing.rejected])
+                             refused_archive_members=[dict(member=m, reason=r)
+                                                      for m, r in listing.rejected])
+        _atomic_write(report_path, lambda f: f.write(json.dumps(report, indent=1).encode()))
         if complete:
             labels = listing.labels.copy()
             labels[[r for r, _, _ in skipped]] = -1
             _atomic_write(out / f"{split}_labels.npy", lambda f: np.save(f, labels))
             if split == "train":
                 if state.count == 0:
-                    raise ValueError(f"{src}: no training image could be decoded; see {report_path}")
+                    raise ValueError(f"{src}: no training image could be decoded; the reasons "
+                                     f"are in {report_path}")
                 mean = (state.sum_image / state.count).astype(np.float32)
                 pixels = state.count * size * size
                 eigvals, eigvecs, cov, mean_rgb = rgb_pca(state.sum_rgb, state.sum_outer, pixels)
@@ -368,7 +463,6 @@ def prepare(src, out, workers=None, splits=None, size=SIZE, chunk_size=256,
                 manifest["pca"] = dict(file="pca.npz", units="pixel/255 (values in [0, 1])",
                                        eigvals=eigvals.tolist(), eigvecs=eigvecs.tolist())
             state.path.unlink()
-        _atomic_write(report_path, lambda f: f.write(json.dumps(report, indent=1).encode()))
         _atomic_write(manifest_path, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
     return manifest
 
@@ -410,13 +504,35 @@ class CacheSplit:
         return super().__reduce_ex__(protocol)
 
 
+MANIFEST_SCHEMA = {"format": str, "version": int, "size": int, "wnids": list, "splits": dict}
+
+
+def read_manifest(cache) -> dict:
+    """OUT/manifest.json of a prepared cache, checked: the one place a cache's
+    manifest is read. A missing, damaged or foreign one is a clear error."""
+    from minidl.serialize import check
+    cache = Path(cache)
+    path = cache / "manifest.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{cache}: no manifest.json; build the cache with "
+                                f"`alexnet prepare SRC {cache}`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeError) as e:
+        raise ValueError(f"{path}: not readable JSON ({e}); the cache is damaged: prepare it "
+                         "again (alexnet prepare SRC OUT --rebuild)") from None
+    check(manifest, MANIFEST_SCHEMA, path)
+    if manifest["format"] != "alexnet-ilsvrc-cache" or manifest["version"] != CACHE_VERSION:
+        raise ValueError(f"{path}: a {manifest['format']!r} version {manifest['version']} "
+                         f"manifest, expected an alexnet-ilsvrc-cache of version {CACHE_VERSION}; "
+                         "prepare the cache again")
+    return manifest
+
+
 def open_split(cache, split="train") -> CacheSplit:
     """Map one split of a prepared cache (see the module docstring for the files)."""
     cache = Path(cache)
-    manifest_path = cache / "manifest.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{cache}: no manifest.json; build the cache with `alexnet prepare SRC {cache}`")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(cache)
     entry = manifest.get("splits", {}).get(split)
     if not entry or not entry.get("complete"):
         raise FileNotFoundError(f"{cache}: split {split!r} is {'incomplete' if entry else 'absent'} "

@@ -1,0 +1,311 @@
+"""Hostile and damaged data: CIFAR-10 pickles and archives, ImageNet source trees.
+
+Each test builds one bad input and asserts what the user gets: a clear error
+naming the file, or the file skipped and reported, never a traceback, a huge
+allocation, a write outside the output folder or a silently wrong cache.
+"""
+import json
+import os
+import struct
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alexnet import cli
+from alexnet.data import cifar10 as C
+from alexnet.data.imagenet import find_split, load_devkit, parse_meta
+from alexnet.data.prepare import load_image, open_split, prepare
+from test_cifar10 import N, make_archive, make_batches, write_batch
+from test_imagenet import FIXTURE
+from test_imagenet_train import image_folder
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*not the official archive")
+
+
+# ------------------------------------------------------------- CIFAR-10 pickles --
+
+def _s(b):
+    return b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<i", len(b)) + b
+
+
+def _tuple_of_ints(values):
+    return b"(" + b"".join(b"J" + struct.pack("<i", v) for v in values) + b"t"
+
+
+def _array_without_data(shape):
+    """numpy's _reconstruct(ndarray, shape, 'B') and no BUILD: an uninitialised
+    array of any size, for the price of a few bytes."""
+    return (b"cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+            + _tuple_of_ints(shape) + _s(b"B") + b"\x87R")
+
+
+def _batch(array_opcodes):
+    return (b"\x80\x02}(" + _s(b"data") + array_opcodes + _s(b"labels") + b"](K\x00e" + b"u.")
+
+
+def test_pickle_cannot_allocate_an_array_larger_than_the_file(tmp_path):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(_batch(_array_without_data((500000, 3072))))     # would be 1.5 GB
+    assert path.stat().st_size < 200
+    with pytest.raises(C.CIFAR10FormatError, match="not \\(0,\\)"):
+        C.load_batch(path)
+
+
+def test_pickle_whose_data_is_shorter_than_its_shape_is_refused(tmp_path):
+    array = (_array_without_data((0,)) + b"(K\x01" + _tuple_of_ints((1000, 3072))
+             + b"cnumpy\ndtype\n" + _s(b"u1") + b"K\x00K\x01\x87R"
+             + b"\x89" + _s(b"x" * 3072) + b"tb")
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(_batch(array))
+    with pytest.raises(C.CIFAR10FormatError, match="needs 3072000 bytes, the file holds 3072"):
+        C.load_batch(path)
+
+
+def test_batch_with_more_images_than_an_official_batch_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "data_batch_1"
+    write_batch(path, np.zeros((N, 3072), np.uint8), np.arange(N) % 10)
+    monkeypatch.setattr(C, "MAX_BATCH_IMAGES", N - 1)
+    with pytest.raises(C.CIFAR10FormatError, match=f"at most {N - 1} images"):
+        C.load_batch(path)
+
+
+# ------------------------------------------------------------ CIFAR-10 archives --
+
+def test_archive_total_size_is_capped_not_only_each_member(tmp_path, monkeypatch):
+    d, _ = make_batches(tmp_path)
+    archive = make_archive(tmp_path / "a.tar.gz", d)
+    one = (d / "data_batch_1").stat().st_size
+    monkeypatch.setattr(C, "MAX_TOTAL_BYTES", 3 * one)      # each member fits, all do not
+    with pytest.raises(C.UnsafeArchiveError, match="add up to more than"):
+        C.extract_archive(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_archive_member_count_and_size_are_capped(tmp_path, monkeypatch):
+    d, _ = make_batches(tmp_path)
+    archive = make_archive(tmp_path / "a.tar.gz", d)
+    monkeypatch.setattr(C, "MAX_MEMBERS", 4)
+    with pytest.raises(C.UnsafeArchiveError, match="more than 4 members"):
+        C.extract_archive(archive, tmp_path / "out")
+    monkeypatch.setattr(C, "MAX_MEMBERS", 64)
+    monkeypatch.setattr(C, "MAX_MEMBER_BYTES", 1000)
+    with pytest.raises(C.UnsafeArchiveError, match="more than the official CIFAR-10 archive"):
+        C.extract_archive(archive, tmp_path / "out")
+
+
+def test_local_archive_with_another_md5_is_refused_unless_accepted(tmp_path, capsys):
+    d, _ = make_batches(tmp_path / "made")
+    root = tmp_path / "root"
+    root.mkdir()
+    make_archive(root / C.ARCHIVE_NAME, d)
+    with pytest.raises(C.ChecksumError, match="allow-unofficial-archive"):
+        C.load_cifar10(root)
+    assert not (root / C.BATCHES_DIR).exists()
+    args = ["figure1", "--data-dir", str(root), "--quick", "--no-download", "-o",
+            str(tmp_path / "out")]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "MD5" in err and C.ARCHIVE_MD5 in err and "Traceback" not in err
+    with pytest.warns(UserWarning, match="not the official archive"):
+        data = C.load_cifar10(root, allow_unofficial=True)
+    assert data.x_train.shape == (5 * N, 3, 32, 32)
+
+
+# ------------------------------------------------------------- ImageNet sources --
+
+def _prepare(src, out, **kw):
+    return prepare(src, out, workers=0, size=32, progress=False, **kw)
+
+
+def test_symlinks_out_of_src_are_refused_and_reported(tmp_path):
+    src = image_folder(tmp_path / "src", train=2, val=1)
+    secret = tmp_path / "outside.JPEG"
+    Image.new("RGB", (40, 40), (255, 0, 0)).save(secret)
+    cls = sorted((src / "train").iterdir())[0]
+    os.symlink(secret, cls / "link.JPEG")
+    os.symlink(cls / "loop.JPEG", cls / "loop.JPEG")                    # a symlink loop
+    os.symlink(tmp_path, src / "train" / "n09999999")                    # a folder outside
+    m = _prepare(src, tmp_path / "out")
+    files = (tmp_path / "out" / "train_files.txt").read_text().split("\n")
+    assert not any("link" in f or "loop" in f or "n09999999" in f for f in files)
+    assert m["splits"]["train"]["refused"] == 3 and "n09999999" not in m["wnids"]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    reasons = {r["member"]: r["reason"] for r in report["train"]["refused_archive_members"]}
+    assert "outside the source folder" in reasons[f"{cls.name}/link.JPEG"]
+    assert "looping" in reasons[f"{cls.name}/loop.JPEG"]
+
+
+def test_splits_cannot_name_a_path(tmp_path, capsys):
+    src = image_folder(tmp_path / "src", train=1, val=1)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["prepare", str(src), str(tmp_path / "out"), "--splits", "../x"])
+    assert e.value.code == 2 and "subset of train,val,test" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown split"):
+        _prepare(src, tmp_path / "out", splits=("../x",))
+    assert not (tmp_path / "x_images.npy").exists()
+
+
+def test_finished_cache_is_not_rebuilt_silently_from_other_settings(tmp_path, capsys):
+    src = image_folder(tmp_path / "src", train=2, val=1)
+    other = image_folder(tmp_path / "other", train=3, val=1, seed=1)
+    out = tmp_path / "out"
+    _prepare(src, out, chunk_size=4)
+    before = (out / "train_images.npy").stat().st_mtime_ns
+    with pytest.raises(ValueError, match="--chunk-size: 4 in the cache, 2 now.*--rebuild"):
+        _prepare(src, out, chunk_size=2)
+    assert cli.main(["prepare", str(other), str(out), "--chunk-size", "4", "--size", "32",
+                     "--workers", "0"]) == 1
+    assert "SRC" in capsys.readouterr().err
+    assert (out / "train_images.npy").stat().st_mtime_ns == before
+    m = _prepare(other, out, chunk_size=4, rebuild=True)
+    assert m["splits"]["train"]["count"] == 12 and len(open_split(out, "train")) == 12
+
+
+def test_newline_and_non_utf8_names_are_skipped_not_fatal(tmp_path):
+    src = image_folder(tmp_path / "src", train=2, val=1)
+    cls = sorted((src / "train").iterdir())[0]
+    Image.new("RGB", (40, 40)).save(cls / "a\nb.JPEG", "JPEG")
+    Image.new("RGB", (40, 40)).save(os.fsencode(cls) + b"/bad\xff.JPEG", "JPEG")
+    listing = find_split(src, "train")
+    assert len(listing) == 8 and len(listing.rejected) == 2
+    assert {why for _, why in listing.rejected} == {
+        "a newline in the file name (rename the file)",
+        "the file name is not valid UTF-8 (rename the file)"}
+    _prepare(src, tmp_path / "out")
+    rows = (tmp_path / "out" / "train_files.txt").read_text().splitlines()
+    assert len(rows) == 8
+
+
+@pytest.mark.filterwarnings("ignore:.*preparing train only")
+def test_empty_class_folder_and_empty_dataset_are_reported_up_front(tmp_path):
+    src = image_folder(tmp_path / "src", train=2, val=1)
+    (src / "train" / "n05000005").mkdir()
+    with pytest.raises(ValueError, match="1 class folder\\(s\\) hold no images, e.g. n05000005"):
+        _prepare(src, tmp_path / "out")
+    empty = tmp_path / "empty"
+    (empty / "train" / "n01000001").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="hold no images"):
+        _prepare(empty, tmp_path / "out2")
+
+
+def test_missing_val_is_reported_before_any_decoding(tmp_path):
+    src = image_folder(tmp_path / "src", train=2, val=1)
+    import shutil
+    shutil.rmtree(src / "val")
+    with pytest.raises(FileNotFoundError, match="no val/ folder.*--splits train"):
+        _prepare(src, tmp_path / "out", splits=("train", "val"))
+    assert not (tmp_path / "out" / "train_images.npy").exists()      # nothing decoded
+    with pytest.warns(UserWarning, match="preparing train only"):
+        _prepare(src, tmp_path / "out")
+
+
+def test_truncated_tar_keeps_the_members_before_the_damage(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    inner = tmp_path / "n01000001.tar"
+    with tarfile.open(inner, "w") as t:
+        for i in range(3):
+            p = tmp_path / f"x{i}.JPEG"
+            Image.new("RGB", (40, 40), (i * 80, 0, 0)).save(p)
+            t.add(p, arcname=p.name)
+    archive = src / "ILSVRC2012_img_train.tar"
+    with tarfile.open(archive, "w") as t:
+        t.add(inner, arcname=inner.name)
+        t.add(inner, arcname="n02000002.tar")
+    blob = bytearray(archive.read_bytes())
+    second = blob.index(b"n02000002.tar") + 512              # its data, after its header
+    damaged = bytes(blob[:second]) + b"\xff" * 512 + bytes(blob[second + 512:])
+    archive.write_bytes(damaged)                             # the second inner tar's header is junk
+    listing = find_split(src, "train")
+    assert listing.names == [f"n01000001.tar/x{i}.JPEG" for i in range(3)]
+    assert any("truncated or damaged" in why for _, why in listing.rejected)
+    archive.write_bytes(bytes(blob[:second + 1000]))         # cut short in the second inner tar
+    listing = find_split(src, "train")
+    assert len(listing) == 3 and "past the end" in listing.rejected[0][1]
+
+
+def test_damaged_meta_mat_is_one_clear_error(tmp_path):
+    blob = bytearray(FIXTURE.read_bytes())
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        bad = bytearray(blob)
+        for pos in rng.integers(128, len(bad), 3):
+            bad[pos] = int(rng.integers(0, 256))
+        try:
+            parse_meta(bytes(bad), "meta.mat")
+        except ValueError as e:
+            assert "meta.mat" in str(e)
+    kit = tmp_path / "ILSVRC2012_devkit_t12" / "data"
+    kit.mkdir(parents=True)
+    (kit / "meta.mat").write_bytes(bytes(blob[:len(blob) // 2]))
+    with pytest.raises(ValueError, match="meta.mat: cannot be read as an ILSVRC devkit"):
+        load_devkit(kit.parent)
+
+
+def test_devkit_archive_is_bounded_and_its_ground_truth_checked(tmp_path, monkeypatch):
+    from alexnet.data import imagenet
+    kit = tmp_path / "ILSVRC2012_devkit_t12"
+    (kit / "data").mkdir(parents=True)
+    (kit / "data" / "meta.mat").write_bytes(FIXTURE.read_bytes())
+    (kit / "data" / "ILSVRC2012_validation_ground_truth.txt").write_text("1\n2\nthree\n")
+    archive = tmp_path / "ILSVRC2012_devkit_t12.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(kit, arcname=kit.name)
+    devkit = load_devkit(archive)
+    with pytest.raises(ValueError, match="validation_ground_truth.txt.*one ILSVRC class ID"):
+        devkit.wnid_of_file("val", ["a.JPEG", "b.JPEG", "c.JPEG"])
+    monkeypatch.setattr(imagenet, "DEVKIT_MAX_MEMBER_BYTES", 100)
+    with pytest.raises(ValueError, match="more than an ILSVRC devkit holds"):
+        load_devkit(archive)
+
+
+def test_a_train_split_where_nothing_decodes_points_at_a_written_report(tmp_path):
+    src = image_folder(tmp_path / "src", train=1, val=1)
+    for f in (src / "train").rglob("*.JPEG"):
+        f.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="no training image could be decoded.*report.json"):
+        _prepare(src, tmp_path / "out")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert len(report["train"]["skipped"]) == 4
+
+
+# -------------------------------------------------------------- image formats --
+
+def test_16_bit_png_is_scaled_not_clipped_to_white(tmp_path):
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(ramp).save(path)                  # a 16-bit grayscale PNG
+    out = load_image(path.read_bytes(), size=64)      # (64, 64, 3) uint8
+    expected = np.rint(ramp / 257.0)
+    assert out.shape == (64, 64, 3) and out.min() < 10 and out.max() > 240
+    assert np.abs(out[..., 0].astype(float) - expected).mean() < 2
+    from alexnet.inspection import load_image as inspect_load
+    seen = np.asarray(inspect_load(path))                  # inspect reads it the same way
+    assert seen.shape == (64, 64, 3) and np.abs(seen[..., 1] - expected).mean() < 1
+
+
+def test_a_damaged_manifest_is_one_clear_error(tmp_path, capsys):
+    src = image_folder(tmp_path / "src", train=1, val=1)
+    out = tmp_path / "out"
+    _prepare(src, out)
+    manifest = out / "manifest.json"
+    good = manifest.read_text()
+    for damage, expected in (("{not json", "not readable JSON"),
+                             (good.replace('"wnids"', '"classes"'), "'wnids' is missing"),
+                             (good.replace('"version": 1', '"version": 9'), "version 9")):
+        manifest.write_text(damage)
+        with pytest.raises(ValueError, match=expected):
+            open_split(out, "train")
+        assert cli.main(["evaluate", str(tmp_path), "--data-dir", str(out)]) == 1
+        assert "Traceback" not in capsys.readouterr().err
+
+
+def test_prepare_in_a_log_writes_plain_lines_not_bars(tmp_path, capsys):
+    src = image_folder(tmp_path / "src", train=2, val=1)
+    assert cli.main(["prepare", str(src), str(tmp_path / "out"), "--size", "32", "-j", "0",
+                     "--chunk-size", "2"]) == 0                 # stderr is not a terminal here
+    out, err = capsys.readouterr()
+    assert "prepare train: 8/8 images (100%)" in out and "prepare val: 4/4 images (100%)" in out
+    assert "\r" not in out + err and "\x1b" not in out + err
