@@ -277,8 +277,9 @@ def train_imagenet(cache, out="runs/alexnet", recipe: Recipe = None, columns=2, 
             "wnids": list(train_split.wnids), "words": list(train_split.words or []),
             "mean": np.asarray(train_split.mean, np.float32), "devices": devices}
 
-    comm.agree("model, recipe or cache", {**_run_identity(meta), "resume": resume,
-                                           "epochs": recipe.epochs})
+    comm.agree("model, recipe or cache", {"model": meta["model"], "recipe": meta["recipe"],
+                                           "data": meta["data"], "resume": resume,
+                                           "resume_lr": resume_lr})
     comm.check_batch(recipe.batch_size)
 
     ckpt = out / CHECKPOINT

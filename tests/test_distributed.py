@@ -252,7 +252,7 @@ def test_a_batch_the_ranks_cannot_share_and_a_run_in_use_are_refused_on_every_ra
     assert run.stderr.count("the global batch of 8 images cannot be shared by 3 processes") == 3
     assert "1, 2, 4, 8" in run.stderr
     run = launch(2, "train", "--", "--data", str(cache), "--out", str(straight), *RUN)
-    assert run.returncode != 0 and run.stderr.count("pass --resume") == 2, run.stderr
+    assert run.returncode != 0 and run.stderr.count("already holds a run") == 2, run.stderr
     run = launch(2, "evaluate", str(straight), "--data", str(cache), "--no-progress")
     assert run.returncode != 0 and run.stderr.count("only `alexnet train` runs over") == 2
 
