@@ -1,7 +1,7 @@
 """Data parallelism: one model trained by R processes, MPI between them, NCCL between GPUs.
 
-    python -m alexnet train --data CACHE ...                  # one process (nothing changes)
-    mpiexec -n 2 python -m alexnet train --data CACHE ...     # the same run, 2 x 64 images a step
+    python -m alexnet train --data-dir CACHE ...               # one process (as always)
+    mpiexec -n 2 python -m alexnet train --data-dir CACHE ...  # the same run, 2 x 64 images
 
 The paper trained one model on the two GPUs of one machine, split by kernels
 (Section 3.2). Past one machine the next step of this net's lineage splits by
