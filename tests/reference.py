@@ -129,3 +129,16 @@ def lrn_loops(a, n, k, alpha, beta):
             total += a[:, j] ** 2
         b[:, i] = a[:, i] / (k + alpha * total) ** beta
     return b
+
+
+def dropout_keeps(i, key, p):
+    """Whether dropout keeps unit i under `key` (minidl/functions/dropout.py),
+    in Python integers: the hash written out, to hold both array versions to."""
+    def mix(h):
+        h ^= h >> 16
+        h = (h * 0x7FEB352D) % 2 ** 32
+        h ^= h >> 15
+        h = (h * 0x846CA68B) % 2 ** 32
+        return h ^ (h >> 16)
+    h = mix(mix((i * 0x9E3779B9 + key[0]) % 2 ** 32) ^ key[1])
+    return h >= min(round(p * 2 ** 32), 2 ** 32 - 1)

@@ -159,3 +159,39 @@ def test_without_numba_pooling_runs_the_plain_path(missing):
         y = f(md.Tensor(x)).data
     assert f.fast is None
     np.testing.assert_array_equal(y, pool_loops(x, 3, 2, False, np.max))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "chwn"])
+@pytest.mark.parametrize("op", [F.relu, F.tanh])
+def test_threaded_activations_give_the_plain_paths_bits(rng, layout, op):
+    """Split over threads in ranges of memory: each element computed by the same
+    arithmetic as on the plain path, so the very same numbers, in x's layout."""
+    x = rng.standard_normal((16, 8, 24, 24))        # above the grain: split
+    g = rng.standard_normal(x.shape)
+    if layout == "chwn":
+        x, g = as_chwn(x), as_chwn(g)
+    out = {}
+    with minidl.cpu.use_fast_path(plan=Plan(threads=3)):
+        for name in ("plain", "fast"):
+            with on_path(name):
+                t = md.Tensor(x, requires_grad=True)
+                y = op(t)
+                y.backward(g)
+            out[name] = (y.data, t.grad)
+    assert is_chwn(out["fast"][0]) == (layout == "chwn")
+    for a, b in zip(out["plain"], out["fast"]):
+        np.testing.assert_array_equal(b, a)
+
+
+def test_threaded_linear_matches_the_plain_product(rng):
+    x, W, b = rng.standard_normal((64, 512)), rng.standard_normal((300, 512)), rng.standard_normal(300)
+    g = rng.standard_normal((64, 300))
+    out = {}
+    for name in ("plain", "fast"):
+        with on_path(name), minidl.cpu.use_fast_path(name == "fast", Plan(threads=3)):
+            ts = [md.Tensor(a, requires_grad=True) for a in (x, W, b)]
+            y = F.linear(*ts)
+            y.backward(g)
+        out[name] = [y.data] + [t.grad for t in ts]
+    for a, c in zip(out["plain"], out["fast"]):          # BLAS sums: their order may differ
+        np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
