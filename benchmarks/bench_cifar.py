@@ -3,7 +3,7 @@ minidl against PyTorch CPU on the same architecture, in the same run.
 
     python -m benchmarks.bench_cifar [--batch 128] [--steps 5] [--blocks 4] [--no-torch]
 
-Target (issue 4): minidl at least 0.8x PyTorch's images/s. Also a per-op
+Target: minidl at least 0.8x PyTorch's images/s. Also a per-op
 breakdown of minidl's step (forward and backward time of each Function class).
 The process keeps freed memory for reuse (minidl.keep_freed_memory(), as
 alexnet's Trainer does; it applies to PyTorch's arrays too); --default-malloc
@@ -12,9 +12,7 @@ leaves malloc alone.
 The two take turns in blocks (so that a change in the machine's load falls on
 both), and the first steps of each block are not timed: each library's
 threads keep spinning for a while after its last call (OpenBLAS's up to
-~0.1 s), so the step right after the other library's ran up to 2x slow.
-(Until this was found, steps alternated one by one and PyTorch's time was
-about doubled: the ratios of the first sessions, 0.64-0.86x, were not real.)
+~0.1 s), so a step right after the other library's runs slow.
 """
 from __future__ import annotations
 
@@ -129,7 +127,7 @@ def main(argv=None):
                    default=["relu", "tanh"], help="the nets to time (Figure 1 trains both)")
     p.add_argument("--default-malloc", action="store_true",
                    help="leave malloc as it is (by default freed memory is kept, for both "
-                        "libraries, as alexnet's Trainer keeps it: minidl/memory.py)")
+                        "libraries, as alexnet's Trainer keeps it: minidl/cpu/memory.py)")
     args = p.parse_args(argv)
     kept = not args.default_malloc and minidl.keep_freed_memory()
     rows = []
