@@ -14,27 +14,33 @@ from tqdm.auto import tqdm
 
 import minidl
 from minidl import Tensor, functions as F
-from minidl.backend import get_device, to_numpy
+from minidl.backend import array_module, get_device, to_numpy
 
 
-def topk_errors(scores, labels, ks=(1, 5)) -> dict:
-    """Number of rows whose label is not among the k highest scores, for each k.
+def topk_wrong(scores, labels, ks=(1, 5)) -> dict:
+    """{k: how many rows' label is not among the k highest scores}, each a 0-d array on
+    the scores' device: no host sync, so a training step can count without waiting.
+
+    The label is in the top k iff fewer than k classes score higher. A NaN score
+    counts as higher than anything (``not scores <= label's score``), so a NaN
+    row is never counted correct.
 
     Args:
         scores: (N, classes) logits or probabilities (any monotone transform).
-        labels: (N,) integer class labels.
+        labels: (N,) integer class labels, on the same device.
     """
-    scores, labels = np.asarray(scores), np.asarray(labels)
+    xp = array_module(scores)
     if scores.ndim != 2 or labels.shape != (scores.shape[0],):
         raise ValueError(f"topk_errors: expected scores (N, classes) and labels (N,), found "
                          f"{scores.shape} and {labels.shape}")
-    out = {}
-    for k in ks:
-        k_eff = min(k, scores.shape[1])
-        # the label is in the top k iff fewer than k classes score strictly higher
-        higher = (scores > scores[np.arange(len(labels)), labels][:, None]).sum(axis=1)
-        out[k] = int((higher >= k_eff).sum())
-    return out
+    own = xp.take_along_axis(scores, labels[:, None], axis=1)         # (N, 1)
+    higher = (~(scores <= own)).sum(axis=1)                            # (N,)
+    return {k: (higher >= min(k, scores.shape[1])).sum() for k in ks}
+
+
+def topk_errors(scores, labels, ks=(1, 5)) -> dict:
+    """`topk_wrong` read on the host: {k: int}."""
+    return {k: int(e) for k, e in topk_wrong(np.asarray(scores), np.asarray(labels), ks).items()}
 
 
 def predict_proba(model, x, device) -> np.ndarray:

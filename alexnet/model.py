@@ -304,6 +304,14 @@ def _trace_row(name, t, layer):
 # ----------------------------------------------------------------------------
 # The same network with groups=2 convolutions on one device
 # ----------------------------------------------------------------------------
+def _stack_columns(layer, la, lb):
+    """`layer`'s weight and bias <- column A's stacked on column B's (via the host)."""
+    for name in ("weight", "bias"):
+        halves = [to_numpy(getattr(column, name).data) for column in (la, lb)]
+        getattr(layer, name).copy_(np.concatenate(halves))
+    return layer
+
+
 class GroupedAlexNet(nn.Module):
     """AlexNet on one device, the two columns folded into ``groups=2`` layers.
 
@@ -326,18 +334,12 @@ class GroupedAlexNet(nn.Module):
             layer = nn.Conv2d(la.in_channels * (2 if groups == 2 else 1), la.out_channels * 2,
                               la.kernel_size, la.stride, la.padding, groups=groups, device=device,
                               dtype=la.weight.dtype)
-            layer.weight.data[...] = np.concatenate([to_numpy(la.weight.data),
-                                                     to_numpy(lb.weight.data)])
-            layer.bias.data[...] = np.concatenate([to_numpy(la.bias.data), to_numpy(lb.bias.data)])
-            return layer
+            return _stack_columns(layer, la, lb)
 
         def fc(la, lb):
             layer = nn.Linear(la.in_features, la.out_features * 2, device=device,
                               dtype=la.weight.dtype)
-            layer.weight.data[...] = np.concatenate([to_numpy(la.weight.data),
-                                                     to_numpy(lb.weight.data)])
-            layer.bias.data[...] = np.concatenate([to_numpy(la.bias.data), to_numpy(lb.bias.data)])
-            return layer
+            return _stack_columns(layer, la, lb)
 
         self.conv1, self.conv2 = conv(a.conv1, b.conv1, 1), conv(a.conv2, b.conv2, 2)
         self.conv3, self.conv4 = conv(a.conv3, b.conv3, 1), conv(a.conv4, b.conv4, 2)

@@ -34,7 +34,7 @@ import minidl
 from minidl import Tensor, functions as F, serialize
 from minidl.backend import get_device, to_numpy
 
-from .evaluate import topk_errors
+from .evaluate import topk_wrong
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
@@ -61,6 +61,7 @@ class TrainConfig:
     checkpoint_steps: int = 0               # every N steps as well (0: off; for tests)
     explode_factor: float = 1e3             # loss > factor * first loss counts as divergence
     topk: tuple = (1, 5)
+    log_steps: int = 20                     # loss and errors read from the device every N steps
     progress: bool = True
     run_name: str = "train"
     bar_position: int = 0                   # the epoch bar's line; the batch bar's is +1
@@ -117,6 +118,7 @@ class Trainer:
         self.extra_meta = extra_meta or {}
         self.state = TrainState()
         self.device = get_device(input_device(model))
+        self._pending, self._pending_seen = None, 0   # sums of steps not yet read (device)
         self._last_save = time.monotonic()
 
     # --- checkpoints -------------------------------------------------------------
@@ -187,28 +189,62 @@ class Trainer:
         t0 = time.perf_counter()
         for x, y in self.batches.epoch(s.epoch, s.batch):
             logits = model(Tensor(x, device=self.device))              # forward
-            loss = F.softmax_cross_entropy(logits, y)                  # mean over the batch
-            value = loss.item()
-            self._check_finite(value)
+            labels = self._labels(y, logits.shape[1])
+            loss = F.softmax_cross_entropy(logits, labels)             # mean over the batch
             self.optimizer.zero_grad()
             loss.backward()                                            # backward
             self.optimizer.step()                                      # v <- 0.9v - ...; w += v
 
-            errors = topk_errors(to_numpy(logits.data), y, cfg.topk)   # log
-            s.loss_sum += value * len(y)
-            for k, e in errors.items():
-                s.error_sums[str(k)] = s.error_sums.get(str(k), 0) + int(e)
-            s.seen += len(y)
+            self._tally(loss, logits, labels)                          # log, on the device
             s.batch += 1
             s.step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{s.loss_sum / s.seen:.3f}",
-                            err=f"{s.error_sums['1'] / s.seen:.3f}")
             s.seconds += time.perf_counter() - t0
-            t0 = time.perf_counter()
+            if s.step % cfg.log_steps == 0 or s.batch == n:
+                self._read_tally()                                     # the one host sync
+                bar.set_postfix(loss=f"{s.loss_sum / s.seen:.3f}",
+                                err=f"{s.error_sums['1'] / s.seen:.3f}")
             if self._checkpoint_due():
+                self._read_tally()
                 self.save()
+            t0 = time.perf_counter()
+        self._read_tally()
         bar.close()
+
+    # --- what a step adds to the epoch's sums -------------------------------------
+    def _labels(self, y, classes):
+        """The batch's labels checked on the host (where they are), then on the device."""
+        y = np.asarray(y)
+        if y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() >= classes)):
+            raise ValueError(f"training labels must be integers in [0, {classes}); found dtype "
+                             f"{y.dtype}, values {y.min() if y.size else '-'} to "
+                             f"{y.max() if y.size else '-'}. Check the data's class list.")
+        return self.device.put(y)
+
+    def _tally(self, loss, logits, labels):
+        """Add the step's loss sum and top-k error counts to sums kept on the device:
+        reading them every step would make the host wait for the GPU every step."""
+        with self.device:
+            wrong = topk_wrong(logits.data, labels, self.cfg.topk)
+            xp = self.device.xp
+            step = xp.stack([loss.data.astype(xp.float64) * len(labels)]
+                            + [wrong[k].astype(xp.float64) for k in self.cfg.topk])
+            self._pending = step if self._pending is None else self._pending + step
+        self._pending_seen += len(labels)
+
+    def _read_tally(self):
+        """Move the device sums into the state (one device-to-host copy) and check the
+        loss: NaN, inf or an explosion stops the run before anything is saved."""
+        if self._pending is None:
+            return
+        sums, n = to_numpy(self._pending), self._pending_seen
+        self._pending, self._pending_seen = None, 0
+        s = self.state
+        self._check_finite(float(sums[0]) / n)
+        s.loss_sum += float(sums[0])
+        for k, e in zip(self.cfg.topk, sums[1:]):
+            s.error_sums[str(k)] = s.error_sums.get(str(k), 0) + int(e)
+        s.seen += n
 
     def _end_epoch(self) -> dict:
         s, cfg = self.state, self.cfg
@@ -251,8 +287,8 @@ class Trainer:
             where = (f"the last good checkpoint is {self.checkpoint_path}"
                      if self.checkpoint_path.exists() else "no checkpoint was written yet")
             raise TrainingDiverged(
-                f"loss {'is ' + str(value) if bad else f'exploded to {value:.4g}'} at epoch "
-                f"{s.epoch + 1}, batch {s.batch + 1} (step {s.step + 1}); {where}. "
+                f"loss {'is ' + str(value) if bad else f'exploded to {value:.4g}'} in the "
+                f"steps up to epoch {s.epoch + 1}, batch {s.batch} (step {s.step}); {where}. "
                 f"Lower the learning rate (it is {self.optimizer.lr:g}) and resume, or restart.")
 
     def _write_metrics(self):

@@ -3,7 +3,7 @@ minidl against PyTorch CPU on the same architecture, in the same run.
 
     python -m benchmarks.bench_cifar [--batch 128] [--steps 5] [--blocks 4] [--no-torch]
 
-Target: minidl at least 0.8x PyTorch's images/s. Also a per-op
+The target: minidl at least 0.8x PyTorch's images/s. Also a per-op
 breakdown of minidl's step (forward and backward time of each Function class).
 The process keeps freed memory for reuse (minidl.keep_freed_memory(), as
 alexnet's Trainer does; it applies to PyTorch's arrays too); --default-malloc
@@ -12,7 +12,8 @@ leaves malloc alone.
 The two take turns in blocks (so that a change in the machine's load falls on
 both), and the first steps of each block are not timed: each library's
 threads keep spinning for a while after its last call (OpenBLAS's up to
-~0.1 s), so a step right after the other library's runs slow.
+~0.1 s), so the step right after the other library's runs up to 2x slow
+(alternating the libraries step by step about doubles PyTorch's time).
 """
 from __future__ import annotations
 

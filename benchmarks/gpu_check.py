@@ -9,10 +9,12 @@ Sections, each printing a table (and all of it to results/gpu_check.json):
 1. gradcheck: every Function in float64 on the device (central differences).
 2. layers: every layer's forward and backward at AlexNet-like shapes, float32,
    device vs NumPy: the worst absolute and relative differences.
-3. alexnet: both columns on the device (and on cuda:0/cuda:1 when there are two
-   GPUs): logits and every parameter gradient against the same net on the CPU.
+3. alexnet: both columns on the device (and on the device and a second one,
+   cuda:0/cuda:1 when there are two GPUs), in float64: logits and every
+   parameter gradient against the same net on the CPU, to 1e-10.
 4. speed: training-step throughput of the paper's net (batch 128) on the
-   device, and PyTorch CUDA on the same architecture when torch is importable.
+   device, and PyTorch CUDA on the same architecture when torch is importable;
+   under the test suite's CuPy stand-in, the kernels and host syncs of a step.
 5. pipeline: a few hundred training steps from a synthetic 256x256 cache
    through the real loader (worker processes), images/s end to end and the
    share of time the device waits for data.
@@ -23,11 +25,12 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import minidl
-from minidl import Tensor, functions as F
+from minidl import Tensor, functions as F, optim
 from minidl.backend import cuda_device_count, get_device, to_numpy
 
 from .common import RESULTS, machine, median_time
@@ -110,12 +113,14 @@ def layer_comparisons(device, rng, batch=8):
 # 3. the whole net on the device vs the CPU
 # ----------------------------------------------------------------------------
 def alexnet_comparison(devices, rng, batch=4):
+    """In float64, so that a difference means a bug, not rounding (in float32 a pool
+    window's maximum can move between two nearly equal values)."""
     from alexnet.model import AlexNet, AlexNetConfig
-    x = rng.standard_normal((batch, 3, 227, 227)).astype(np.float32) * 50
+    x = rng.standard_normal((batch, 3, 227, 227)) * 50
     labels = np.arange(batch) % 1000
     outs = []
     for devs in (("cpu", "cpu"), devices):
-        net = AlexNet(AlexNetConfig(), devices=devs, seed=0).eval()
+        net = AlexNet(AlexNetConfig(), devices=devs, seed=0).astype(np.float64).eval()
         logits = net(Tensor(x, device=devs[0]))
         F.softmax_cross_entropy(logits, labels).backward()
         outs.append((to_numpy(logits.data), {n: to_numpy(p.grad) for n, p in net.named_parameters()}))
@@ -127,7 +132,7 @@ def alexnet_comparison(devices, rng, batch=4):
                  "max_diff/max|ref|": worst[0]})
     for r in rows:
         r["devices"] = ",".join(map(str, devices))
-        r["ok"] = bool(r["max_diff/max|ref|"] < 1e-3)
+        r["ok"] = bool(r["max_diff/max|ref|"] < 1e-10)
     return rows
 
 
@@ -138,9 +143,9 @@ def train_step_speed(devices, batch, steps):
     from alexnet.model import AlexNet
     device = get_device(devices[0])
     net = AlexNet(devices=devices, seed=0)
-    opt = minidl.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005)
+    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005)
     x = device.put(np.random.default_rng(0).standard_normal((batch, 3, 227, 227)).astype(np.float32))
-    y = np.arange(batch) % 1000
+    y = device.put(np.arange(batch) % 1000)
 
     def step():
         loss = F.softmax_cross_entropy(net(Tensor(x, device=device)), y)
@@ -152,6 +157,11 @@ def train_step_speed(devices, batch, steps):
     t = median_time(step, repeat=steps, warmup=2)
     rows = [{"impl": f"minidl {','.join(map(str, devices))}", "batch": batch,
              "seconds_per_step": t, "images_per_s": batch / t}]
+    counts = getattr(getattr(device.xp, "standin", None), "count", None)
+    if counts is not None:                        # the test suite's CuPy stand-in counts work
+        with counts() as c:
+            step()
+        rows[0].update(_launches(c))
     try:
         import torch
         from .bench_alexnet import torch_net
@@ -182,6 +192,12 @@ def train_step_speed(devices, batch, steps):
     return rows
 
 
+def _launches(counts) -> dict:
+    """Kernels and host syncs of one step, as the CuPy stand-in counted them."""
+    waits = {k: n for k, n in counts["syncs_by_kind"].items() if k != "synchronize" and n}
+    return {"kernels per device": counts["kernels_per_device"], "host reads": waits}
+
+
 # ----------------------------------------------------------------------------
 # driver
 # ----------------------------------------------------------------------------
@@ -203,17 +219,33 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda:0", help="cuda:0, or cpu:1 for a CPU dry run")
     p.add_argument("--batch", type=int, default=128, help="batch of the speed section")
+    p.add_argument("--check-batch", type=int, default=4,
+                   help="batch of the layer and net comparisons (the layers use twice as many)")
     p.add_argument("--steps", type=int, default=10, help="timed steps of the speed section")
     p.add_argument("--pipeline-steps", type=int, default=300)
+    p.add_argument("--pipeline-images", type=int, default=None,
+                   help="images in the pipeline's synthetic cache (default 2,000 on a GPU)")
+    p.add_argument("--pipeline-workers", type=int, default=None,
+                   help="loader processes (default: all cores but one, at most 8, on a GPU)")
+    p.add_argument("--pipeline-warmup", type=int, default=None,
+                   help="untimed pipeline steps first (default 5 on a GPU)")
     p.add_argument("--pipeline-batch", type=int, default=None,
                    help="batch of the pipeline section (default 128 on a GPU, 4 on the CPU)")
+    p.add_argument("--second-device", default="auto",
+                   help="the other column's device in the two-device runs: 'auto' (cuda:1 when "
+                        "there are two GPUs), 'none', or a device such as cuda:1")
     p.add_argument("--skip", default="", help="comma-separated sections to skip: "
                                               "gradcheck,layers,alexnet,speed,pipeline")
+    p.add_argument("--results", default=str(RESULTS), help="folder for gpu_check.json")
     args = p.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     try:
         device = get_device(args.device)
-    except RuntimeError as e:
+        second = args.second_device
+        if second == "auto":
+            second = "cuda:1" if device.is_cuda and cuda_device_count() >= 2 else "none"
+        second = None if second == "none" else get_device(second)
+    except (RuntimeError, ValueError) as e:
         print(f"gpu_check: {e}", file=sys.stderr)
         return 2
     rng = np.random.default_rng(0)
@@ -230,28 +262,32 @@ def main(argv=None):
     if "gradcheck" not in skip:
         sections.append(("gradcheck (float64, on the device)", gradchecks(device, rng)))
     if "layers" not in skip:
-        sections.append(("layers (float32, device vs NumPy)", layer_comparisons(device, rng)))
+        sections.append(("layers (float32, device vs NumPy)",
+                         layer_comparisons(device, rng, batch=2 * args.check_batch)))
     if "alexnet" not in skip:
-        rows = alexnet_comparison((device, device), rng)
-        if device.is_cuda and cuda_device_count() >= 2:
-            rows += alexnet_comparison(("cuda:0", "cuda:1"), rng)
+        rows = alexnet_comparison((device, device), rng, args.check_batch)
+        if second is not None:
+            rows += alexnet_comparison((device, second), rng, args.check_batch)
         sections.append(("alexnet: both columns vs the CPU", rows))
     if "speed" not in skip:
         rows = train_step_speed((device, device), args.batch, args.steps)
-        if device.is_cuda and cuda_device_count() >= 2:
-            rows += train_step_speed(("cuda:0", "cuda:1"), args.batch, args.steps)
+        if second is not None:
+            rows += train_step_speed((device, second), args.batch, args.steps)
         sections.append(("speed: training step of the paper's net", rows))
     if "pipeline" not in skip:
         from .gpu_pipeline import pipeline_check
         sections.append(("pipeline: synthetic cache -> loader -> training steps",
-                         pipeline_check(device, args.pipeline_steps, batch=args.pipeline_batch)))
+                         pipeline_check(device, args.pipeline_steps, batch=args.pipeline_batch,
+                                        images=args.pipeline_images, warmup=args.pipeline_warmup,
+                                        workers=args.pipeline_workers)))
     for title, rows in sections:
         table(title, rows)
         report[title] = rows
     failed = [r for _, rows in sections for r in rows if r.get("ok") is False]
     print(f"\n{len(failed)} check(s) failed; {time.time() - t0:.0f} s")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
     return 1 if failed else 0
 
 

@@ -123,16 +123,20 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward(): this tensor does not require grad; no input "
                                "of the ops that made it has requires_grad=True")
-        xp = self.device.xp
         if grad is None:
             if self.size != 1:
                 raise RuntimeError(f"backward(): grad can be implied only for a one-element "
                                    f"tensor, found shape {self.shape}; pass grad=")
-            grad = xp.ones_like(self.data)
+            grad = self.device.run(self.device.xp.ones_like, self.data)
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
             if tuple(grad.shape) != tuple(self.shape):
                 raise ValueError(f"backward(): grad must have shape {self.shape}, found {grad.shape}")
+            if device_of_array(grad).kind != self.device.kind or (
+                    self.device.is_cuda and device_of_array(grad) != self.device):
+                raise ValueError(f"backward(): grad must live on '{self.device}' like the tensor, "
+                                 f"found it on '{device_of_array(grad)}'; move it with "
+                                 f"Device('{self.device}').put(grad)")
         if self.creator is None:  # a leaf: nothing to propagate
             self._accumulate(grad)
             return
@@ -147,9 +151,9 @@ class Tensor:
             gys = [grads.pop((id(fn), i), None) for i in range(len(fn.output_meta))]
             if all(g is None for g in gys):
                 continue
-            gys = [g if g is not None else fn.device.xp.zeros(shape, dtype)
-                   for g, (shape, dtype) in zip(gys, fn.output_meta)]
             with fn.device:
+                gys = [g if g is not None else fn.device.xp.zeros(shape, dtype)
+                       for g, (shape, dtype) in zip(gys, fn.output_meta)]
                 gxs = fn.backward(*gys)
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)
@@ -167,12 +171,13 @@ class Tensor:
                 else:
                     key = (id(x.creator), x.creator_index)
                     # a new array, never `+=`: gx may be a view of another gradient
-                    grads[key] = gx if key not in grads else grads[key] + gx
+                    grads[key] = gx if key not in grads else x.device.run(_add, grads[key], gx)
             if not retain_graph:
                 fn.release()
 
     def _accumulate(self, g):
-        self.grad = g if self.grad is None else self.grad + g
+        """Add `g` to ``.grad`` (on this tensor's device)."""
+        self.grad = g if self.grad is None else self.device.run(_add, self.grad, g)
 
     # --- operators (the ops themselves live in minidl.functions) -------------
     def __add__(self, other):
@@ -246,10 +251,15 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
         return x
     if like is None:
         return Tensor(x)
-    dtype = like.dtype if np.isscalar(x) or (np.ndim(x) == 0 and
-                                              np.issubdtype(np.asarray(x).dtype, np.number)) else None
-    return Tensor(x, device=like.device) if dtype is None else \
-        Tensor(like.device.put(x, dtype=dtype), device=like.device)
+    if not is_cupy_array(x) and not isinstance(x, np.ndarray):
+        x = np.asarray(x)                      # a Python number or list
+    if x.ndim == 0 and np.issubdtype(x.dtype, np.number):
+        return Tensor(like.device.put(x, dtype=like.dtype), device=like.device)  # a constant
+    return Tensor(x, device=like.device)
+
+
+def _add(a, b):
+    return a + b
 
 
 def _topological_order(root):
@@ -346,11 +356,11 @@ class _Edge:
     it wants a gradient. Holding the array would keep every intermediate alive
     until backward, even those no op needs (a conv's output before its ReLU)."""
 
-    __slots__ = ("creator", "creator_index", "requires_grad", "shape")
+    __slots__ = ("creator", "creator_index", "requires_grad", "shape", "device")
 
     def __init__(self, x: Tensor):
         self.creator, self.creator_index = x.creator, x.creator_index
-        self.requires_grad, self.shape = x.requires_grad, x.shape
+        self.requires_grad, self.shape, self.device = x.requires_grad, x.shape, x.device
 
 
 def _wrap(array, device, requires_grad):

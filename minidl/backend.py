@@ -16,6 +16,7 @@ serves both: `xp = array_module(x); xp.maximum(x, 0)`.
 from __future__ import annotations
 
 import re
+import threading
 
 import numpy as np
 
@@ -126,34 +127,73 @@ class Device:
     # --- where work runs ----------------------------------------------------
     def __enter__(self):
         """Enter ``cupy.cuda.Device(index)`` for a GPU; nothing for the CPU."""
-        if self.kind == "cuda":
-            ctx = _cupy.cuda.Device(self.index)
+        ctx = _cupy.cuda.Device(self.index) if self.kind == "cuda" else None
+        if ctx is not None:
             ctx.__enter__()
-            _context_stack.append(ctx)
-        else:
-            _context_stack.append(None)
+        _contexts().append(ctx)
         return self
 
     def __exit__(self, *exc):
-        ctx = _context_stack.pop()
+        ctx = _contexts().pop()
         if ctx is not None:
             ctx.__exit__(*exc)
         return False
 
-    # --- moving arrays ------------------------------------------------------
+    # --- work on this device -------------------------------------------------
+    # The one mechanism by which work for a device runs in its context: the
+    # autograd engine enters a Function's device for forward and backward and a
+    # tensor's device for its gradient sum; everything else that makes or
+    # changes an array of a device (initial values, casts, loading, optimizer
+    # state) goes through the three methods below, which enter it themselves.
     def put(self, array, dtype=None):
-        """Return `array` as an array of this device (a copy only when needed)."""
+        """Return `array` as an array of this device (a copy only when needed).
+
+        From another GPU this is a peer copy that first waits for the work
+        queued on the source GPU (CuPy does not order that for you: the copy
+        is issued on this device's stream, the source's kernels sit on the
+        source's stream)."""
         if self.kind == "cuda":
+            if is_cupy_array(array) and array.device.id != self.index:
+                array = _peer_copy(array, self.index)
             with _cupy.cuda.Device(self.index):
-                if is_cupy_array(array) and array.device.id != self.index:
-                    array = _cupy.copy(array)   # another GPU's array: a peer copy onto this one
                 return _cupy.asarray(array, dtype=dtype)
         if is_cupy_array(array):
             array = array.get()
         return np.asarray(array, dtype=dtype)
 
+    def zeros(self, shape, dtype=np.float32):
+        """A new zero array on this device."""
+        with self:
+            return self.xp.zeros(shape, dtype)
 
-_context_stack: list = []
+    def run(self, fn, *args, **kwargs):
+        """fn(*args, **kwargs) inside this device's context (allocations, kernels)."""
+        with self:
+            return fn(*args, **kwargs)
+
+
+def _peer_copy(array, dst):
+    """A copy of the CuPy array `array` on GPU `dst`, ordered after the source
+    GPU's queued work: an event recorded on the source's current stream, which
+    the destination's current stream waits for before the copy."""
+    with _cupy.cuda.Device(array.device.id):
+        array = _cupy.ascontiguousarray(array)    # a peer copy moves one contiguous block
+        ready = _cupy.cuda.Event()
+        ready.record()
+    with _cupy.cuda.Device(dst):
+        _cupy.cuda.get_current_stream().wait_event(ready)
+        return _cupy.copy(array)
+
+
+_local = threading.local()
+
+
+def _contexts() -> list:
+    """This thread's stack of entered device contexts (CuPy's is per thread too)."""
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
 
 
 def get_device(device) -> Device:

@@ -18,11 +18,11 @@ def normal_(param, std=0.01, mean=0.0, generator=None):
     """Fill `param` in place with draws from N(mean, std^2)."""
     rng = generator if generator is not None else mrandom.default_generator()
     values = rng.normal(mean, std, size=param.shape)
-    param.data[...] = param.device.put(values, dtype=param.dtype)
+    param.copy_(values)
     return param
 
 
 def constant_(param, value):
     """Fill `param` in place with `value`."""
-    param.data[...] = value
+    param.device.run(param.data.fill, value)
     return param

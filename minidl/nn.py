@@ -34,6 +34,16 @@ class Parameter(Tensor):
     def __repr__(self):
         return f"Parameter(shape={self.shape}, dtype={self.dtype}, device='{self.device}')"
 
+    def copy_(self, values):
+        """Overwrite the values in place, from a NumPy array or any device's, on this
+        parameter's device and in its dtype."""
+        if tuple(values.shape) != tuple(self.shape):
+            raise ValueError(f"Parameter.copy_: expected values of shape {self.shape}, "
+                             f"found {tuple(values.shape)}")
+        values = self.device.put(values, dtype=self.dtype)
+        self.device.run(self.data.__setitem__, Ellipsis, values)
+        return self
+
 
 class Module:
     """Base class of layers and networks."""
@@ -96,7 +106,7 @@ class Module:
     def astype(self, dtype):
         """Cast every parameter, e.g. to float64 for a gradient check."""
         for p in self.parameters():
-            p.data, p.grad = p.data.astype(dtype), None
+            p.data, p.grad = p.device.run(p.data.astype, dtype), None
         return self
 
     def zero_grad(self):

@@ -33,7 +33,7 @@ class SGD:
             raise ValueError(f"SGD: expected lr > 0, 0 <= momentum < 1, weight_decay >= 0; "
                              f"found lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self.velocity = [p.device.xp.zeros_like(p.data) for p in self.params]
+        self.velocity = [p.device.zeros(p.shape, p.dtype) for p in self.params]
 
     # Elements updated at a time on the CPU: w, v, the gradient and one scratch
     # block (4 x 256 KiB in float32) stay in cache through the four lines of the

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from minidl import Device, Tensor, array_module, cupy_available
+from minidl import Device, Tensor, array_module
 from minidl.backend import get_device
 
 
@@ -27,10 +27,15 @@ def test_device_spec_type_error():
         Device(3)
 
 
-@pytest.mark.skipif(cupy_available(), reason="this machine has a GPU: the error path does not apply")
-def test_cuda_without_cupy_or_gpu_gives_a_clear_error():
+def test_cuda_without_a_gpu_gives_a_clear_error(cupy_devices):
+    cupy_devices(0)                      # the CuPy stand-in as a machine without a GPU
     with pytest.raises(RuntimeError, match=r"cuda:0.*(CuPy|GPU)"):
         Device("cuda:0")
+
+
+def test_a_gpu_the_machine_lacks_gives_a_clear_error():
+    with pytest.raises(RuntimeError, match=r"cuda:16.*CUDA device\(s\), numbered 0\.\."):
+        Device("cuda:16")
 
 
 def test_get_device_and_str():
