@@ -1,17 +1,12 @@
-"""Max and average pooling against loops written the slow, obvious way."""
-import math
-
+"""Max and average pooling against the loop definitions of reference.py, on both paths."""
 import numpy as np
 import pytest
 
 import minidl as md
-from minidl.cpu import Plan, use_fast_path
-from minidl.cpu import pool as cpu_pool
-from minidl.cpu.layout import is_chwn
 from minidl.functions import avg_pool2d, max_pool2d
 from minidl.functions import pool
 from minidl.functions.pool import pool_output_size
-from reference import as_chwn, max_pool_grad_loops, on_path, out_size, pool_loops
+from reference import max_pool_grad_loops, on_path, out_size, pool_loops
 
 
 @pytest.fixture(autouse=True, params=["plain", "fast"])
