@@ -22,7 +22,7 @@ import numpy as np
 
 import minidl
 from minidl import optim
-from minidl.parallel import available_cores
+from minidl.cpu.parallel import available_cores
 
 from .data import cifar10
 from .data.arrays import ArrayBatches

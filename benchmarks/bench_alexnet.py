@@ -324,7 +324,7 @@ def main(argv=None):
     p.add_argument("--no-breakdown", action="store_true", help="skip the per-op breakdown")
     p.add_argument("--default-malloc", action="store_true",
                    help="leave malloc as it is (by default both processes keep freed memory, "
-                        "as alexnet's Trainer does: minidl/memory.py)")
+                        "as alexnet's Trainer does: minidl/cpu/memory.py)")
     p.add_argument("--worker", choices=sorted(SETUPS) + ["breakdown"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 

@@ -128,7 +128,7 @@ def main(argv=None):
                    default=["relu", "tanh"], help="the nets to time (Figure 1 trains both)")
     p.add_argument("--default-malloc", action="store_true",
                    help="leave malloc as it is (by default freed memory is kept, for both "
-                        "libraries, as alexnet's Trainer keeps it: minidl/memory.py)")
+                        "libraries, as alexnet's Trainer keeps it: minidl/cpu/memory.py)")
     args = p.parse_args(argv)
     kept = not args.default_malloc and minidl.keep_freed_memory()
     rows = []

@@ -11,8 +11,8 @@ group, on preallocated arrays,
 
 (Og = C_out/groups, Kg = K/groups, P = OH*OW), their columns split over
 minidl's threads in blocks, each thread with a one-thread BLAS, as conv2d runs
-them (minidl/parallel.py). x and dy come laid out as the layer meets them
-in its net (CHWN for the CIFAR net's conv2 and conv3, layout.py). Everything
+them (minidl/cpu/parallel.py). x and dy come laid out as the layer meets them
+in its net (CHWN for the CIFAR net's conv2 and conv3, minidl/cpu/layout.py). Everything
 above 1.0 is im2col, col2im, bias, padding and memory traffic. When PyTorch is installed
 its CPU conv forward+backward on the same shapes is an extra column (for
 comparison only; minidl never imports torch).
@@ -48,10 +48,10 @@ import numpy as np  # noqa: E402
 from benchmarks.common import as_chwn, report  # noqa: E402
 from benchmarks.common import interleaved as common_interleaved  # noqa: E402
 import minidl  # noqa: E402
-from minidl.functions import conv as conv_module  # noqa: E402
+from minidl.cpu import conv as cpu_conv  # noqa: E402
+from minidl.cpu.layout import is_chwn  # noqa: E402
+from minidl.cpu.parallel import parallel_for  # noqa: E402
 from minidl.functions.conv import Convolution  # noqa: E402
-from minidl.functions.layout import is_chwn  # noqa: E402
-from minidl.parallel import parallel_for  # noqa: E402
 
 # name, C, H, W, C_out, KH, KW, stride, pad, groups, needs dx
 ALEXNET = [
@@ -115,15 +115,15 @@ def bench_layer(spec, N, repeat):
     # or blocks of output rows of a thread's images (schedule 2, short K).
     Og, Kg, NP = C_out // G, C * KH * KW // G, N * OH * OW
     T = max(1, min(minidl.get_num_threads(), N))
-    f = Convolution(s, p, G)
-    if f._by_positions(np, f._geometry(x, W)):
+    plan = minidl.cpu.current_plan()
+    if cpu_conv.Conv2d(s, p, G, plan).by_positions_for(x, W):
         blocks = [(r1 - r0) * (w1 - w0) * N for r0, r1, w0, w1 in
-                  conv_module._position_blocks(OH, OW, N, C * KH * KW, T)]
+                  cpu_conv.position_blocks(OH, OW, N, C * KH * KW, plan, T)]
         T = min(T, len(blocks))
         thread_sizes = [blocks[len(blocks) * t // T:len(blocks) * (t + 1) // T]
                         for t in range(T)]
     else:
-        width = conv_module._block_columns(C * KH * KW)
+        width = cpu_conv.block_columns(C * KH * KW, plan)
         thread_sizes = []
         for t in range(T):
             n = NP * (t + 1) // T - NP * t // T

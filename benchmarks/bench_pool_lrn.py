@@ -8,11 +8,12 @@ Each timing is a ratio against references measured in the same run:
 * vs_torch: PyTorch CPU's max_pool2d / local_response_norm forward + backward
   on the same array (only if torch imports; it is never a dependency).
   Below 1 means minidl is faster.
-* vs_slicing (pooling): minidl's compiled loops (pool_kernels.py, numba)
-  against its NumPy slicing (pool.py with MINIDL_NUMBA=0), samples taken in
-  turns. Below 1 means the loops are faster.
+* vs_slicing (pooling): the CPU fast path's compiled loops
+  (minidl/cpu/pool_kernels.py, numba) against the plain path's slicing
+  (minidl/functions/pool.py), samples taken in turns. Below 1 means the
+  loops are faster.
 
-Each input lies in memory as its net hands it over (layout.py): CHWN after a
+Each input lies in memory as its net hands it over (minidl/cpu/layout.py): CHWN after a
 convolution whose chunks are long enough (the CIFAR net's pools, AlexNet's
 pool5), NCHW after LRN (AlexNet's pool1 and pool2).
 
@@ -27,7 +28,7 @@ import numpy as np
 
 import minidl as md
 from minidl.functions import avg_pool2d, conv2d, local_response_norm, max_pool2d
-from minidl.functions import pool
+from minidl.cpu import pool as cpu_pool
 
 from .common import as_chwn, interleaved, median_time, report
 
@@ -62,14 +63,11 @@ def laid_out(a, layout):
     return as_chwn(a) if layout == "chwn" else np.ascontiguousarray(a)
 
 
-def with_compiled(flag, fn):
-    """fn run with pool's compiled loops on (True) or off (False)."""
+def on_path(fast, fn):
+    """fn run on the CPU fast path (True: compiled pooling loops) or the plain path."""
     def run():
-        before, pool._USE_COMPILED = pool._USE_COMPILED, flag
-        try:
+        with md.cpu.use_fast_path(fast):
             return fn()
-        finally:
-            pool._USE_COMPILED = before
     return run
 
 OURS = {
@@ -128,11 +126,11 @@ def bench(cases, batch, rows, rng):
         repeat = 5 if batch * np.prod(shape) < 2e7 else 3
         run = lambda: fwd_bwd(OURS[op], x, g)        # noqa: E731
         slicing = None
-        if op == "lrn" or pool._compiled(np) is None:
+        if op == "lrn" or cpu_pool.compiled_kernels(md.cpu.current_plan()) is None:
             ours = median_time(run, repeat=repeat, min_time=0.05)
         else:
             ours, slicing = interleaved(
-                [with_compiled(True, run), with_compiled(False, run)], repeat,
+                [on_path(True, run), on_path(False, run)], repeat,
                 lambda fn: median_time(fn, repeat=1, warmup=0, min_time=0.05))
         if conv not in convs:
             convs[conv] = conv_reference(batch, conv, rng)

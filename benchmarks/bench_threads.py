@@ -1,4 +1,4 @@
-"""What minidl's threads (minidl/parallel.py) buy: each op at 1 thread and at N.
+"""What minidl's threads (minidl/cpu/parallel.py) buy: each op at 1 thread and at N.
 
 For the CIFAR net's layers and its whole training step (batch 128), three
 configurations, measured in one process, in blocks taken in turns (the first
@@ -22,7 +22,7 @@ import numpy as np
 
 import minidl
 from minidl import Tensor, functions as F
-from minidl import parallel
+from minidl.cpu import parallel
 
 from .bench_cifar import minidl_step
 from .common import as_chwn, report

@@ -51,7 +51,7 @@ def interleaved(fns, repeat, sample=None):
 
 
 def as_chwn(a):
-    """a (N, C, H, W) stored as CHWN, as a convolution hands it on (minidl/functions/layout.py)."""
+    """a (N, C, H, W) stored as CHWN, as a convolution hands it on (minidl/cpu/layout.py)."""
     return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
 
 

@@ -11,12 +11,12 @@ from . import functions
 from .functions import copy
 from .gradcheck import gradcheck
 from . import random
-from .parallel import get_num_threads, set_num_threads
-from .memory import keep_freed_memory
+from . import cpu
+from .cpu import get_num_threads, keep_freed_memory, set_num_threads
 
 __version__ = "0.1.0"
 
 __all__ = ["Device", "array_module", "cupy_available", "get_device", "to_numpy",
            "Function", "Tensor", "as_tensor", "is_grad_enabled", "no_grad",
-           "functions", "copy", "gradcheck", "random", "get_num_threads", "set_num_threads",
+           "functions", "copy", "gradcheck", "random", "cpu", "get_num_threads", "set_num_threads",
            "keep_freed_memory"]

@@ -1,54 +1,13 @@
-"""conv2d, im2col, col2im: against loops written the slow obvious way."""
+"""conv2d, im2col, col2im: every path against the loop definitions of reference.py."""
 import numpy as np
 import pytest
 
 import minidl as md
+from minidl.cpu import Plan, use_fast_path
+from minidl.cpu import conv as cpu_conv
 from minidl.functions import col2im, conv2d, im2col
 from minidl.functions import conv as conv_module
-
-
-# ----------------------------------------------------------------------------
-# References, written the slow obvious way
-# ----------------------------------------------------------------------------
-def conv_loops(x, W, b=None, stride=1, pad=0, groups=1):
-    N, C, H, Wd = x.shape
-    C_out, Cg, KH, KW = W.shape
-    OH = (H + 2 * pad - KH) // stride + 1
-    OW = (Wd + 2 * pad - KW) // stride + 1
-    Og = C_out // groups
-    y = np.zeros((N, C_out, OH, OW))
-    for n in range(N):
-        for o in range(C_out):
-            g = o // Og
-            for oh in range(OH):
-                for ow in range(OW):
-                    total = 0.0 if b is None else b[o]
-                    for c in range(Cg):
-                        for kh in range(KH):
-                            for kw in range(KW):
-                                h = oh * stride + kh - pad
-                                w = ow * stride + kw - pad
-                                if 0 <= h < H and 0 <= w < Wd:
-                                    total += W[o, c, kh, kw] * x[n, g * Cg + c, h, w]
-                    y[n, o, oh, ow] = total
-    return y
-
-
-def im2col_loops(x, KH, KW, stride, pad):
-    N, C, H, Wd = x.shape
-    OH = (H + 2 * pad - KH) // stride + 1
-    OW = (Wd + 2 * pad - KW) // stride + 1
-    cols = np.zeros((C * KH * KW, OH * OW * N))
-    for n in range(N):
-        for c in range(C):
-            for kh in range(KH):
-                for kw in range(KW):
-                    for oh in range(OH):
-                        for ow in range(OW):
-                            h, w = oh * stride + kh - pad, ow * stride + kw - pad
-                            if 0 <= h < H and 0 <= w < Wd:
-                                cols[(c * KH + kh) * KW + kw, (oh * OW + ow) * N + n] = x[n, c, h, w]
-    return cols
+from reference import conv_loops, im2col_loops, on_path
 
 
 # (N, C, H, W, C_out, KH, KW, stride, pad, groups): awkward on purpose
@@ -77,13 +36,14 @@ def _random(shape_row, seed=0, bias=True):
     return x, W, b
 
 
-@pytest.fixture(params=["positions", "chunks"])
-def schedule(request, monkeypatch):
-    """Both of conv2d's schedules on the CPU (see conv.py): blocks of output
-    positions over the whole batch (stride 1, short columns), or chunks of images
-    (forced here for every layer; strided layers always take it)."""
-    monkeypatch.setattr(conv_module, "_POSITION_BLOCKS", request.param == "positions")
-    return request.param
+@pytest.fixture(params=["plain", "positions", "chunks"])
+def schedule(request):
+    """Every path of conv2d: the plain im2col -> matmul -> col2im, and both
+    schedules of the CPU fast path (minidl/cpu/conv.py): blocks of output
+    positions over the whole batch (stride 1), or chunks of images (forced
+    here for every layer; strided layers always take it)."""
+    with on_path(request.param):
+        yield request.param
 
 
 # ----------------------------------------------------------------------------
@@ -101,17 +61,17 @@ def test_forward_matches_loops(shape, schedule):
     np.testing.assert_allclose(y0.data, conv_loops(x, W, None, s, p, G), rtol=1e-10, atol=1e-10)
 
 
-def test_forward_in_several_chunks(monkeypatch):
+def test_forward_in_several_chunks():
     """A chunk smaller than the batch (and not dividing it) changes nothing."""
     shape = (5, 4, 6, 7, 6, 3, 3, 1, 1, 2)
     x, W, b = _random(shape, seed=3)
     ref = conv_loops(x, W, b, 1, 1, 2)
-    monkeypatch.setattr(conv_module, "_POSITION_BLOCKS", False)
-    monkeypatch.setattr(conv_module, "_CHUNK_COLUMNS", 1)
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)   # one image per chunk
-    y1 = conv2d(md.Tensor(x), md.Tensor(W), md.Tensor(b), pad=1, groups=2)
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2 * 36 * 42 * 8)  # 2 images per chunk, the last one alone
-    y2 = conv2d(md.Tensor(x), md.Tensor(W), md.Tensor(b), pad=1, groups=2)
+    one = Plan(conv_schedule="chunks", chunk_columns=1, chunk_bytes=1)    # one image per chunk
+    with use_fast_path(plan=one):
+        y1 = conv2d(md.Tensor(x), md.Tensor(W), md.Tensor(b), pad=1, groups=2)
+    two = Plan(conv_schedule="chunks", chunk_columns=1, chunk_bytes=2 * 36 * 42 * 8)  # the last alone
+    with use_fast_path(plan=two):
+        y2 = conv2d(md.Tensor(x), md.Tensor(W), md.Tensor(b), pad=1, groups=2)
     np.testing.assert_allclose(y1.data, ref, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(y2.data, ref, rtol=1e-10, atol=1e-10)
 
@@ -266,20 +226,22 @@ def test_db_alone(schedule):
 
 
 def test_padded_input_kept_for_dW_gives_the_recomputed_result():
-    """Schedule 1 keeps forward's padded x for dW's columns (and drops it in
-    backward); a second backward pads x again: the same dW, to the bit."""
+    """The positions schedule keeps forward's padded x for dW's columns (and
+    drops it in backward); a second backward pads x again: the same dW, to the
+    bit (the same code on the same values)."""
     x, W, b = _random((5, 4, 7, 6, 6, 3, 3, 1, 1, 1), seed=12)
-    f = conv_module.Convolution(1, 1, 1)
-    y = f(md.Tensor(x), md.Tensor(W, requires_grad=True), md.Tensor(b, requires_grad=True))
-    assert f.xt.shape == (4, 9, 8, 5)                       # (C, H + 2p, W + 2p, N)
-    g = np.random.default_rng(13).standard_normal(y.shape)
-    _, dW_kept, db = f.backward(g)
-    assert not hasattr(f, "xt")
-    _, dW_again, _ = f.backward(g)
-    np.testing.assert_array_equal(dW_kept, dW_again)
-    f = conv_module.Convolution(1, 1, 1)                    # no dW wanted: nothing kept
-    f(md.Tensor(x, requires_grad=True), md.Tensor(W), md.Tensor(b))
-    assert not hasattr(f, "xt")
+    with on_path("positions"):
+        f = conv_module.Convolution(1, 1, 1)
+        y = f(md.Tensor(x), md.Tensor(W, requires_grad=True), md.Tensor(b, requires_grad=True))
+        assert f.fast.xt.shape == (4, 9, 8, 5)                  # (C, H + 2p, W + 2p, N)
+        g = np.random.default_rng(13).standard_normal(y.shape)
+        _, dW_kept, db = f.backward(g)
+        assert not hasattr(f.fast, "xt")
+        _, dW_again, _ = f.backward(g)
+        np.testing.assert_array_equal(dW_kept, dW_again)
+        f = conv_module.Convolution(1, 1, 1)                    # no dW wanted: nothing kept
+        f(md.Tensor(x, requires_grad=True), md.Tensor(W), md.Tensor(b))
+        assert not hasattr(f.fast, "xt")
 
 
 # ----------------------------------------------------------------------------
@@ -365,19 +327,18 @@ BLOCK_CASES = [  # x shape, W shape, stride, pad, groups
 
 @pytest.mark.parametrize("xs, ws, stride, pad, groups", BLOCK_CASES)
 @pytest.mark.parametrize("block_bytes", [512, 3000])   # one position / pieces of rows per block
-def test_blocks_give_the_values_of_whole_chunks(rng, monkeypatch, xs, ws, stride, pad, groups,
-                                                block_bytes):
+def test_blocks_give_the_values_of_whole_chunks(rng, xs, ws, stride, pad, groups, block_bytes):
     x = rng.standard_normal(xs)
     W = rng.standard_normal(ws)
     b = rng.standard_normal(ws[0])
     results = {}
     for blocks in (False, True):
-        monkeypatch.setattr(conv_module, "_BLOCK_COLUMNS", 1 if blocks else None)
-        monkeypatch.setattr(conv_module, "_BLOCK_BYTES", block_bytes)
-        tx, tW, tb = (md.Tensor(a, requires_grad=True) for a in (x, W, b))
-        y = conv2d(tx, tW, tb, stride=stride, pad=pad, groups=groups)
-        g = np.random.default_rng(5).standard_normal(y.shape)
-        y.backward(g)
+        plan = Plan(block_columns=1 if blocks else None, block_bytes=block_bytes)
+        with use_fast_path(plan=plan):
+            tx, tW, tb = (md.Tensor(a, requires_grad=True) for a in (x, W, b))
+            y = conv2d(tx, tW, tb, stride=stride, pad=pad, groups=groups)
+            g = np.random.default_rng(5).standard_normal(y.shape)
+            y.backward(g)
         results[blocks] = [np.array(y.data), tx.grad, tW.grad, tb.grad]
     for whole, blocked in zip(results[False], results[True]):
         np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-12)
@@ -385,12 +346,11 @@ def test_blocks_give_the_values_of_whole_chunks(rng, monkeypatch, xs, ws, stride
                                rtol=1e-10, atol=1e-10)
 
 
-def test_row_blocks_of_a_chunk(monkeypatch):
-    monkeypatch.setattr(conv_module, "_BLOCK_COLUMNS", 1)
-    monkeypatch.setattr(conv_module, "_BLOCK_BYTES", 512)   # one output row per block
-    assert conv_module._row_blocks(np, 4, 3, 2, 18) == [(0, 1), (1, 2), (2, 3), (3, 4)]
-    monkeypatch.setattr(conv_module, "_BLOCK_COLUMNS", None)
-    assert conv_module._row_blocks(np, 4, 3, 2, 18) == [(0, 4)]
+def test_row_blocks_of_a_chunk():
+    one_row = Plan(block_columns=1, block_bytes=512)       # one output row per block
+    assert cpu_conv.row_blocks(4, 3, 2, 18, one_row) == [(0, 1, 0, 3), (1, 2, 0, 3),
+                                                         (2, 3, 0, 3), (3, 4, 0, 3)]
+    assert cpu_conv.row_blocks(4, 3, 2, 18, Plan(block_columns=None)) == [(0, 4, 0, 3)]
 
 
 @pytest.mark.parametrize("OH, OW, N, K, threads", [
@@ -402,25 +362,24 @@ def test_row_blocks_of_a_chunk(monkeypatch):
     (4, 9, 1000, 800, 1),       # more images than a block's columns: one position
 ])
 def test_position_blocks_cover_every_position_once(OH, OW, N, K, threads):
-    blocks = conv_module._position_blocks(OH, OW, N, K, threads)
+    plan = Plan()
+    blocks = cpu_conv.position_blocks(OH, OW, N, K, plan, threads)
     seen = np.zeros((OH, OW), int)
-    per = max(1, (conv_module._block_columns(K) or conv_module._BLOCK_BYTES // (4 * K))
-              // max(1, N))
+    per = max(1, plan.block_bytes // (4 * K) // max(1, N))
     for r0, r1, w0, w1 in blocks:
         assert 0 <= r0 < r1 <= OH and 0 <= w0 < w1 <= OW
         assert r1 == r0 + 1 or (w0, w1) == (0, OW)     # whole rows, or part of one row
-        assert (r1 - r0) * (w1 - w0) <= per             # columns: at most ~_BLOCK_BYTES
+        assert (r1 - r0) * (w1 - w0) <= per             # columns: at most ~block_bytes
         seen[r0:r1, w0:w1] += 1
     assert (seen == 1).all()
     if per >= OW:
         assert len(blocks) >= min(threads, OH)
 
 
-def test_gradcheck_with_one_position_per_block(rng, monkeypatch):
-    monkeypatch.setattr(conv_module, "_BLOCK_COLUMNS", 1)
-    monkeypatch.setattr(conv_module, "_BLOCK_BYTES", 512)
+def test_gradcheck_with_one_position_per_block(rng):
     x = rng.standard_normal((2, 2, 7, 6))
     W = rng.standard_normal((3, 2, 3, 3))
-    for stride in (1, 2):                    # blocks of positions; rows of a chunk
-        err = md.gradcheck(lambda a, w: conv2d(a, w, pad=1, stride=stride), x, W)
-        assert err < 1e-6
+    with use_fast_path(plan=Plan(block_columns=1, block_bytes=512)):
+        for stride in (1, 2):                    # blocks of positions; rows of a chunk
+            err = md.gradcheck(lambda a, w: conv2d(a, w, pad=1, stride=stride), x, W)
+            assert err < 1e-6

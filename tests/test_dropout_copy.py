@@ -5,6 +5,8 @@ import pytest
 
 import minidl as md
 from minidl import Tensor, functions as F
+from minidl.functions.dropout import Dropout
+from reference import dropout_keeps
 
 
 def test_dropout_training_zeroes_without_rescaling(rng):
@@ -38,6 +40,28 @@ def test_dropout_is_seeded_and_checks_p():
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="0 <= p < 1"):
         F.dropout(Tensor(np.ones(3)), 1.0)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.1, 0.9])
+def test_dropout_mask_is_the_hash_of_its_key(p):
+    """The mask is the counter hash of the module docstring, unit by unit: the
+    array code (NumPy here, CuPy on a GPU) against the same hash in Python ints."""
+    key = (123456789, 4000000000)
+    x = np.ones((7, 9))
+    y = Dropout(p, key).forward(x)
+    expected = [dropout_keeps(i, key, p) for i in range(x.size)]
+    np.testing.assert_array_equal(y.reshape(-1) != 0, expected)
+    np.testing.assert_array_equal(Dropout(p, key).backward(x), y)   # the same mask again
+    assert not np.array_equal(Dropout(p, (key[0] + 1, key[1])).forward(x), y)
+
+
+def test_dropout_draws_its_key_from_minidls_generator():
+    """A seeded run draws the same keys; the state saved in a checkpoint resumes them."""
+    md.random.manual_seed(5)
+    state = md.random.get_state()
+    a = F.dropout(Tensor(np.ones(64)), 0.5).data
+    md.random.set_state(state)
+    np.testing.assert_array_equal(F.dropout(Tensor(np.ones(64)), 0.5).data, a)
 
 
 def test_copy_moves_between_virtual_devices_and_sends_the_gradient_home(rng):

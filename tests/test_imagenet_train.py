@@ -67,7 +67,8 @@ def test_training_through_the_cli_drives_the_training_error_down(trained):
     history = read_metrics(trained)
     assert [r["epoch"] for r in history] == list(range(1, 11))
     assert history[0]["train_top1"] > 0.5                      # 4 classes: chance is 0.75
-    assert min(r["train_top1"] for r in history[-3:]) < 0.25
+    # well below chance; across seeds the best of the last 3 epochs lies in 0.06-0.29
+    assert min(r["train_top1"] for r in history[-3:]) < 0.35
     assert {"val_top1", "val_top5", "val_loss", "lr"} <= set(history[-1])
     assert (trained / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     run = json.loads((trained / "run.json").read_text())

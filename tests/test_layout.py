@@ -1,20 +1,22 @@
-"""Activations stored as CHWN under an NCHW view (minidl/functions/layout.py):
-the same values and gradients as NCHW, whichever layout each layer receives."""
+"""Activations stored as CHWN under an NCHW view (minidl/cpu/layout.py):
+the same values and gradients as NCHW, whichever layout each layer receives,
+on the plain path and on the CPU fast path."""
 import numpy as np
 import pytest
 
 import minidl as md
 import minidl.functions as F
-from minidl.functions import conv as conv_module
-from minidl.functions.layout import empty_chwn, is_chwn, planes
+from minidl.cpu import Plan, use_fast_path
+from minidl.cpu.layout import empty_chwn, is_chwn, planes
 from minidl.gradcheck import gradcheck
+from reference import as_chwn, path  # noqa: F401  (a fixture)
 
 
-def as_chwn(x):
-    """The same (N, C, H, W) values, stored as CHWN."""
-    out = empty_chwn(np, x.shape, x.dtype)
-    out[...] = x
-    return out
+def test_as_chwn_is_empty_chwn_filled(rng):
+    x = rng.standard_normal((3, 2, 4, 5))
+    t = empty_chwn(np, x.shape, x.dtype)
+    t[...] = x
+    assert is_chwn(as_chwn(x)) and as_chwn(x).strides == t.strides
 
 
 def test_layout_helpers(rng):
@@ -41,48 +43,50 @@ def net_inputs(rng):
             rng.standard_normal(6), rng.standard_normal((4, 3, 3, 3)))
 
 
-def _run(inputs, min_chunk, monkeypatch, positions=False):
-    monkeypatch.setattr(conv_module, "_POSITION_BLOCKS", positions)
-    monkeypatch.setattr(conv_module, "_CHWN_MIN_CHUNK", min_chunk)
-    ts = [md.Tensor(a, requires_grad=True) for a in inputs]
-    y = _conv_net(*ts)
-    y.backward(np.ones(y.shape))
+def _run(inputs, min_chunk, schedule="chunks", enabled=True):
+    with use_fast_path(enabled, Plan(conv_schedule=schedule, chwn_min_chunk=min_chunk)):
+        ts = [md.Tensor(a, requires_grad=True) for a in inputs]
+        y = _conv_net(*ts)
+        y.backward(np.ones(y.shape))
     return y, [t.grad for t in ts]
 
 
-def test_chwn_and_nchw_give_the_same_values_and_gradients(net_inputs, monkeypatch):
-    y_nchw, g_nchw = _run(net_inputs, 10**9, monkeypatch)     # never CHWN
-    y_chwn, g_chwn = _run(net_inputs, 1, monkeypatch)         # CHWN whenever possible
-    y_pos, g_pos = _run(net_inputs, 10**9, monkeypatch, positions=True)  # always CHWN
+def test_chwn_and_nchw_give_the_same_values_and_gradients(net_inputs):
+    y_nchw, g_nchw = _run(net_inputs, 10**9)                   # never CHWN
+    y_chwn, g_chwn = _run(net_inputs, 1)                       # CHWN whenever possible
+    y_pos, g_pos = _run(net_inputs, 10**9, "positions")        # always CHWN
+    y_plain, g_plain = _run(net_inputs, 1, enabled=False)      # the plain path
     assert is_chwn(y_chwn.data) and is_chwn(y_pos.data) and not is_chwn(y_nchw.data)
-    for y, grads in ((y_chwn, g_chwn), (y_pos, g_pos)):
+    for y, grads in ((y_chwn, g_chwn), (y_pos, g_pos), (y_plain, g_plain)):
         np.testing.assert_allclose(y.data, y_nchw.data, rtol=1e-12, atol=1e-12)
         for a, b in zip(grads, g_nchw):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("positions", [False, True])
-def test_conv_outputs_chwn_for_large_chunks_and_its_input_gradient_too(rng, monkeypatch,
-                                                                       positions):
-    monkeypatch.setattr(conv_module, "_POSITION_BLOCKS", positions)
-    monkeypatch.setattr(conv_module, "_CHWN_MIN_CHUNK", 2)
+@pytest.mark.parametrize("schedule", ["chunks", "positions"])
+def test_conv_outputs_chwn_for_large_chunks_and_its_input_gradient_too(rng, schedule):
     x = md.Tensor(rng.standard_normal((8, 3, 6, 6)), requires_grad=True)
     W = md.Tensor(rng.standard_normal((5, 3, 3, 3)), requires_grad=True)
-    y = F.conv2d(x, W, pad=1)
-    assert is_chwn(y.data)
-    y.backward(np.ones(y.shape))
+    with use_fast_path(plan=Plan(conv_schedule=schedule, chwn_min_chunk=2)):
+        y = F.conv2d(x, W, pad=1)
+        assert is_chwn(y.data)
+        y.backward(np.ones(y.shape))
     assert is_chwn(x.grad)
 
 
-def test_gradcheck_through_chwn_layers(net_inputs, monkeypatch):
-    monkeypatch.setattr(conv_module, "_CHWN_MIN_CHUNK", 1)
-    assert gradcheck(_conv_net, *net_inputs) < 1e-5     # relu and max kinks: 2e-6 measured
+@pytest.mark.parametrize("path", ["plain", "fast"])
+def test_gradcheck_through_chwn_layers(net_inputs, path):
+    with use_fast_path(path == "fast", Plan(chwn_min_chunk=1)):
+        assert gradcheck(_conv_net, *net_inputs) < 1e-5   # relu and max kinks
 
 
+@pytest.mark.parametrize("path", ["plain", "fast", "fast-slicing"], indirect=True)
 @pytest.mark.parametrize("pool", [F.max_pool2d, F.avg_pool2d])
 @pytest.mark.parametrize("x_layout, g_layout", [("chwn", "chwn"), ("chwn", "nchw"),
                                                 ("nchw", "chwn")])
-def test_pool_reads_and_writes_either_layout(rng, pool, x_layout, g_layout):
+def test_pool_reads_and_writes_either_layout(rng, pool, x_layout, g_layout, path):
+    """Each path, given either layout, gives what it gives for NCHW: the very
+    same numbers (no sum changes its order)."""
     x = rng.standard_normal((5, 3, 9, 8))
     x[:, :, 1, 1] = x[:, :, 0, 0]                     # ties, for max-pooling
     g = None
@@ -93,13 +97,15 @@ def test_pool_reads_and_writes_either_layout(rng, pool, x_layout, g_layout):
 
     xl = md.Tensor(as_chwn(x) if x_layout == "chwn" else x, requires_grad=True)
     y = pool(xl, 3, 2, ceil_mode=True)
-    assert is_chwn(y.data) == (x_layout == "chwn")    # written as it was read
+    if path == "fast":
+        assert is_chwn(y.data) == (x_layout == "chwn")    # written as it was read
     y.backward(as_chwn(g) if g_layout == "chwn" else g)
     np.testing.assert_array_equal(y.data, ref.data)
     np.testing.assert_array_equal(xl.grad, ref_x.grad)
 
 
-def test_lrn_and_relu_accept_chwn(rng):
+@pytest.mark.parametrize("path", ["plain", "fast"], indirect=True)
+def test_lrn_and_relu_accept_chwn(rng, path):
     x = rng.standard_normal((4, 7, 5, 5))
     for f in (F.relu, F.tanh, lambda t: F.local_response_norm(t, 5, 1.0, 1.0, 0.75)):
         a, b = md.Tensor(x, requires_grad=True), md.Tensor(as_chwn(x), requires_grad=True)
@@ -116,15 +122,15 @@ def test_lrn_and_relu_accept_chwn(rng):
     ((9, 4, 6, 6), (4, 2, 5, 3), 2, 2),          # groups, non-square kernel, C_out == C
     ((3, 4, 5, 7), (2, 4, 3, 3), 0, 1),          # no padding, small batch (NCHW)
 ])
-def test_dx_as_convolution_equals_col2im(rng, monkeypatch, shape, W_shape, pad, groups):
+def test_dx_as_convolution_equals_col2im(rng, shape, W_shape, pad, groups):
     x, W = rng.standard_normal(shape), rng.standard_normal(W_shape)
     grads = []
-    for positions, as_conv in ((False, False), (False, True), (True, True)):
-        monkeypatch.setattr(conv_module, "_POSITION_BLOCKS", positions)  # always as a conv
-        monkeypatch.setattr(conv_module, "_DX_AS_CONV", as_conv)
-        xt = md.Tensor(x, requires_grad=True)
-        y = F.conv2d(xt, md.Tensor(W), pad=pad, groups=groups)
-        y.backward(np.cos(np.arange(y.size)).reshape(y.shape))
+    for enabled, schedule, as_conv in ((False, "auto", False), ("chunks", "chunks", False),
+                                       ("chunks", "chunks", True), ("positions", "positions", True)):
+        with use_fast_path(bool(enabled), Plan(conv_schedule=schedule, dx_as_conv=as_conv)):
+            xt = md.Tensor(x, requires_grad=True)
+            y = F.conv2d(xt, md.Tensor(W), pad=pad, groups=groups)
+            y.backward(np.cos(np.arange(y.size)).reshape(y.shape))
         grads.append(xt.grad)
     for g in grads[1:]:
         np.testing.assert_allclose(g, grads[0], rtol=1e-12, atol=1e-12)

@@ -1,22 +1,18 @@
-"""Local response normalization (Section 3.3) against the paper's formula, literally."""
+"""Local response normalization (Section 3.3) against the paper's formula, literally,
+on both paths (the plain one, and the CPU fast path)."""
 import numpy as np
 import pytest
 
 import minidl as md
 from minidl.functions import local_response_norm
 from minidl.functions.lrn import LocalResponseNorm
+from reference import lrn_loops, on_path
 
 
-def lrn_loops(a, n, k, alpha, beta):
-    """b[i] = a[i] / (k + alpha * sum_{j=max(0,i-n/2)}^{min(N-1,i+n/2)} a[j]^2)^beta."""
-    N = a.shape[1]                        # the paper's N: the number of kernels (channels)
-    b = np.empty_like(a)
-    for i in range(N):
-        total = np.zeros_like(a[:, 0])
-        for j in range(max(0, i - n // 2), min(N - 1, i + n // 2) + 1):
-            total += a[:, j] ** 2
-        b[:, i] = a[:, i] / (k + alpha * total) ** beta
-    return b
+@pytest.fixture(autouse=True, params=["plain", "fast"])
+def path(request):
+    with on_path(request.param):
+        yield request.param
 
 
 PAPER = dict(k=2.0, alpha=1e-4, beta=0.75)
@@ -93,20 +89,3 @@ def test_backward_keeps_nothing_without_grad():
     fn = LocalResponseNorm()
     fn(md.Tensor(np.ones((1, 6, 2, 2))))
     assert not hasattr(fn, "s")
-
-
-def test_chunked_batch_gives_the_same_result(monkeypatch):
-    """Images go through in cache-sized chunks; a last, shorter chunk too."""
-    import minidl.functions.lrn as lrn
-    a = np.random.default_rng(5).standard_normal((5, 7, 3, 3))
-    g = np.random.default_rng(6).standard_normal(a.shape)
-    results = []
-    for chunk_bytes in (1 << 30, 2 * 7 * 3 * 3 * 8):    # everything at once; 2 images a chunk
-        monkeypatch.setattr(lrn, "_CHUNK_BYTES", chunk_bytes)
-        t = md.Tensor(a, requires_grad=True)
-        y = local_response_norm(t, n=5, **LOUD)
-        y.backward(g)
-        results.append((y.data, t.grad))
-    for x1, x2 in zip(*results):
-        np.testing.assert_array_equal(x1, x2)
-    np.testing.assert_allclose(results[1][0], lrn_loops(a, 5, **LOUD), rtol=1e-12)

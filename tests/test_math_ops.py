@@ -1,12 +1,20 @@
 """Gradient checks (float64, every input) and values of the arithmetic,
-reduction and shape ops."""
+reduction, shape, activation and linear ops, on the plain path and on the
+CPU fast path (ReLU, tanh and linear have one: minidl/cpu)."""
 import numpy as np
 import pytest
 
 import minidl as md
 from minidl import Tensor, functions as F
+from reference import on_path
 
 TOL = 1e-6
+
+
+@pytest.fixture(autouse=True, params=["plain", "fast"])
+def path(request):
+    with on_path(request.param):
+        yield request.param
 
 
 @pytest.mark.parametrize("op", [F.add, F.sub, F.mul, F.div])

@@ -42,7 +42,7 @@ def test_freed_arrays_are_reused_without_page_faults():
 def test_repeated_calls_and_other_platforms(monkeypatch):
     first = minidl.keep_freed_memory()
     assert minidl.keep_freed_memory() is first        # idempotent
-    from minidl import memory
+    from minidl.cpu import memory
     monkeypatch.setattr(memory, "_kept", False)
     monkeypatch.setattr(memory, "_platform", lambda: "darwin")
     assert memory.keep_freed_memory() is False        # elsewhere: nothing, no error

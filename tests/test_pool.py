@@ -1,6 +1,4 @@
-"""Max and average pooling against loops written the slow, obvious way."""
-import math
-
+"""Max and average pooling against the loop definitions of reference.py, on both paths."""
 import numpy as np
 import pytest
 
@@ -8,51 +6,17 @@ import minidl as md
 from minidl.functions import avg_pool2d, max_pool2d
 from minidl.functions import pool
 from minidl.functions.pool import pool_output_size
+from reference import max_pool_grad_loops, on_path, out_size, pool_loops
 
 
-@pytest.fixture(autouse=True, params=["slicing", "compiled"])
-def impl(request, monkeypatch):
-    """Every test runs on both CPU implementations: NumPy slicing, and the
-    compiled loops of pool_kernels.py (numba, a dependency)."""
-    if request.param == "compiled":
+@pytest.fixture(autouse=True, params=["plain", "fast"])
+def impl(request):
+    """Every test runs on both paths: the plain slicing (what CuPy runs), and
+    the CPU fast path's compiled loops (minidl/cpu/pool_kernels.py, numba)."""
+    if request.param == "fast":
         pytest.importorskip("numba")
-    monkeypatch.setattr(pool, "_USE_COMPILED", request.param == "compiled")
-    return request.param
-
-
-# --- the obvious references ---------------------------------------------------
-def out_size(size, k, s, ceil_mode):
-    if ceil_mode:
-        o = math.ceil((size - k) / s) + 1
-        return o - 1 if (o - 1) * s >= size else o
-    return math.floor((size - k) / s) + 1
-
-
-def pool_loops(x, k, s, ceil_mode, reduce):
-    """y[n, c, i, j] = reduce(x[n, c, s*i : s*i+k, s*j : s*j+k]) (slicing clips at the edge)."""
-    N, C, H, W = x.shape
-    OH, OW = out_size(H, k, s, ceil_mode), out_size(W, k, s, ceil_mode)
-    y = np.zeros((N, C, OH, OW), x.dtype)
-    for n in range(N):
-        for c in range(C):
-            for i in range(OH):
-                for j in range(OW):
-                    y[n, c, i, j] = reduce(x[n, c, s * i:s * i + k, s * j:s * j + k])
-    return y
-
-
-def max_pool_grad_loops(x, g, k, s, ceil_mode):
-    """dx: each window's g goes to its first maximum in row-major order."""
-    N, C, H, W = x.shape
-    dx = np.zeros_like(x)
-    for n in range(N):
-        for c in range(C):
-            for i in range(g.shape[2]):
-                for j in range(g.shape[3]):
-                    win = x[n, c, s * i:s * i + k, s * j:s * j + k]
-                    a, b = np.unravel_index(np.argmax(win), win.shape)  # argmax: first max
-                    dx[n, c, s * i + a, s * j + b] += g[n, c, i, j]
-    return dx
+    with on_path(request.param):
+        yield request.param
 
 
 def distinct(shape, seed=0):
@@ -173,59 +137,14 @@ def test_no_grad_keeps_nothing():
     assert not hasattr(fn, "x")
 
 
-@pytest.mark.parametrize("op", [max_pool2d, avg_pool2d])
-def test_chunked_planes_give_the_same_result(op, monkeypatch):
-    """The planes are processed in cache-sized chunks; a last, shorter chunk too."""
-    x = distinct((1, 5, 10, 10), seed=6)    # 10 -> 5 in ceil mode: the last window clipped
-    g = np.random.default_rng(7).standard_normal((1, 5, 5, 5))
-    results = []
-    for chunk_bytes in (1 << 30, 2 * 10 * 10 * 8):    # everything at once; 2 planes a chunk
-        monkeypatch.setattr(pool, "_CHUNK_BYTES", chunk_bytes)
-        t = md.Tensor(x, requires_grad=True)
-        y = op(t, 3, 2, ceil_mode=True)
-        y.backward(g)
-        results.append((y.data, t.grad))
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(results[1][1], max_pool_grad_loops(x, g, 3, 2, True)
-                               if op is max_pool2d else results[0][1], atol=1e-12)
-
-
-def chwn(a):
-    """a (N, C, H, W) stored as CHWN, as a convolution hands it on (layout.py)."""
-    return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
-
-
-@pytest.mark.parametrize("op", [max_pool2d, avg_pool2d])
-@pytest.mark.parametrize("layout", [chwn, np.ascontiguousarray])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_compiled_loops_match_the_slicing(op, layout, dtype, impl, monkeypatch):
-    """The CIFAR net's pool1 shape (32 -> 16, clipped), a batch of 9 in both layouts:
-    the same y, and the same dx up to the order of additions."""
-    x = layout(np.random.default_rng(8).standard_normal((9, 4, 32, 32)).astype(dtype))
-    g = layout(np.random.default_rng(9).standard_normal((9, 4, 16, 16)).astype(dtype))
-    results = []
-    for compiled in (False, impl == "compiled"):
-        monkeypatch.setattr(pool, "_USE_COMPILED", compiled)
-        t = md.Tensor(x, requires_grad=True)
-        y = op(t, 3, 2, ceil_mode=True)
-        y.backward(g)
-        assert y.dtype == t.grad.dtype == dtype
-        results.append((y.data, t.grad))
-    np.testing.assert_array_equal(results[0][0], results[1][0])
-    np.testing.assert_allclose(results[0][1], results[1][1],
-                               rtol=1e-6 if dtype == np.float32 else 1e-14, atol=1e-6)
-
-
-def test_compiled_loops_run_where_numba_is(impl):
+def test_compiled_loops_run_on_the_fast_path(impl):
     fn = pool.MaxPool2d(3, 2)
     fn.needs_input_grad = (True,)
     fn.forward(distinct((2, 3, 7, 7)))
-    if impl == "compiled":                   # each window's winner kept, as one byte
-        assert pool._compiled(np) is not None and fn.argmax.dtype == np.uint8
-        assert fn.argmax.max() <= 8 and not hasattr(fn, "x4")
+    if impl == "fast":                       # each window's winner kept, as one byte
+        assert fn.fast.argmax.dtype == np.uint8 and fn.fast.argmax.max() <= 8
     else:
-        assert not hasattr(fn, "argmax")
+        assert fn.fast is None and fn.y.shape == (2, 3, 3, 3)
 
 
 def test_max_pool_propagates_nan():
@@ -234,29 +153,3 @@ def test_max_pool_propagates_nan():
     y = max_pool2d(md.Tensor(x), 3, 2).data
     assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 0, 1, 1])
     assert y[0, 0, 1, 1] == x[0, 0, 2:5, 2:5].max()
-
-
-@pytest.mark.parametrize("missing", ["numba not installed", "numba broken", "numba too old"])
-def test_without_numba_pooling_runs_the_numpy_slicing(missing, monkeypatch):
-    import builtins
-    real_import = builtins.__import__
-    errors = {"numba not installed": ModuleNotFoundError("No module named 'numba'", name="numba"),
-              "numba broken": RuntimeError("cannot cache function: no locator available"),
-              "numba too old": ImportError("Numba needs NumPy 2.5 or less. Got NumPy 2.6.")}
-
-    def fake_import(name, *args, **kwargs):
-        if name == "numba" or (args and args[2] and "pool_kernels" in args[2]):
-            raise errors[missing]
-        return real_import(name, *args, **kwargs)
-    monkeypatch.setattr(builtins, "__import__", fake_import)
-    monkeypatch.setattr(pool, "_kernels", None)            # as if never loaded
-    monkeypatch.setattr(pool, "_USE_COMPILED", True)
-    if missing == "numba not installed":                   # silently: numba is optional here
-        assert pool._compiled(np) is None
-    else:                                                  # installed but unusable: say so
-        with pytest.warns(RuntimeWarning, match="compiled loops are unavailable.*MINIDL_NUMBA=0"):
-            assert pool._compiled(np) is None
-    assert pool._kernels is False                          # asked once, remembered
-    x = distinct((1, 2, 7, 7))
-    y = max_pool2d(md.Tensor(x), 3, 2).data
-    np.testing.assert_array_equal(y, pool_loops(x, 3, 2, False, np.max))

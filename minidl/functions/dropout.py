@@ -7,41 +7,85 @@ paper), which is the expected value of the training-time output. (Modern
 networks then differ by a factor 1/(1-p) in the next layer's weights, so
 weights are not interchangeable between the two conventions, and learning
 rate and weight decay act on differently scaled weights.)
+
+The mask is a hash, not a stream of random numbers. Each call draws a key
+(two 32-bit integers) from minidl's host generator (minidl.random, which
+checkpoints save); unit i is kept when
+
+    mix(mix(i * 0x9E3779B9 + key0) ^ key1) >= p * 2^32
+
+with `mix` a 32-bit integer hash (multiply and xor-shift rounds). Why a hash:
+it is computed where the array lives, in one elementwise kernel on a GPU
+(no mask drawn on the host and uploaded every step); it gives the same mask
+on NumPy and CuPy for the same key, so CPU and GPU runs agree; a resumed run
+draws the same keys; and backward recomputes the mask from the key instead
+of keeping it.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd import Function
-from ..backend import get_device
+from ..backend import array_module
 from .. import random as mrandom
+from .elementwise import fused
+
+_GOLDEN = np.uint32(0x9E3779B9)           # 2^32 / golden ratio: spreads consecutive i
+_M1, _M2 = np.uint32(0x7FEB352D), np.uint32(0x846CA68B)
+_S15, _S16 = np.uint32(15), np.uint32(16)
+
+
+def _mix(h):
+    """A 32-bit integer hash (uint32 arrays wrap around): three xor-shifts, two multiplies."""
+    h = h ^ (h >> _S16)
+    h = h * _M1
+    h = h ^ (h >> _S15)
+    h = h * _M2
+    return h ^ (h >> _S16)
+
+
+@fused
+def _masked(a, i, key0, key1, threshold):
+    """a where unit i is kept (its hash >= threshold), else 0."""
+    return a * (_mix(_mix(i * _GOLDEN + key0) ^ key1) >= threshold)
 
 
 class Dropout(Function):
-    def __init__(self, p, mask=None):
-        self.p, self.mask = p, mask
+    """y = x * mask (training, `key` given) or y = (1 - p) x (testing, key None);
+    the gradient is multiplied alike. Keeps only the key."""
+
+    def __init__(self, p, key=None):
+        self.p, self.key = p, key
 
     def forward(self, x):
-        if self.mask is None:            # test time: y = (1 - p) x
-            return x * x.dtype.type(1 - self.p)
-        return x * self.mask
+        return self._apply(x)
 
     def backward(self, g):
-        if self.mask is None:
-            return g * g.dtype.type(1 - self.p)
-        return g * self.mask
+        return self._apply(g)
+
+    def _apply(self, a):
+        if self.key is None:                 # test time
+            return a * a.dtype.type(1 - self.p)
+        xp = array_module(a)
+        if a.size >= 2 ** 32:
+            raise ValueError(f"dropout: expected fewer than 2^32 units, found {a.size} "
+                             f"(shape {a.shape}); apply dropout to smaller pieces")
+        i = xp.arange(a.size, dtype=xp.uint32).reshape(a.shape)     # each unit's counter
+        threshold = np.uint32(min(round(self.p * 2 ** 32), 2 ** 32 - 1))
+        return _masked(a, i, np.uint32(self.key[0]), np.uint32(self.key[1]), threshold)
 
 
 def dropout(x, p=0.5, train=True, generator=None):
     """Drop units with probability `p` when `train`, else scale by 1 - p.
 
-    The mask is drawn on the host from `generator` (a numpy Generator; by
-    default minidl's global one, see `minidl.random`), so a seeded run is the
-    same on the CPU and the GPU and its state goes into a checkpoint.
+    The key of the mask is drawn from `generator` (a numpy Generator; by
+    default minidl's global one, see `minidl.random`); the mask itself is
+    computed on x's device (see the module docstring).
     """
     if not 0 <= p < 1:
         raise ValueError(f"dropout: expected 0 <= p < 1, found p={p}")
     if not train or p == 0:
         return Dropout(p)(x)
     rng = generator if generator is not None else mrandom.default_generator()
-    keep = rng.random(x.shape, dtype="float32") >= p
-    mask = get_device(x.device).put(keep, dtype=x.dtype)
-    return Dropout(p, mask)(x)
+    key = tuple(int(k) for k in rng.integers(0, 2 ** 32, size=2, dtype=np.uint64))
+    return Dropout(p, key)(x)

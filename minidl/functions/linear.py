@@ -1,21 +1,14 @@
-"""Fully connected layer: y = x W^T + b (fc6, fc7, fc8 of Section 3.5)."""
+"""Fully connected layer: y = x W^T + b (fc6, fc7, fc8 of Section 3.5).
+
+On NumPy with the CPU fast path on, the products are split over threads
+(minidl/cpu/linear.py).
+"""
 from __future__ import annotations
 
-import numpy as np
-
+from .. import cpu
 from ..autograd import Function
 from ..backend import array_module
-from ..parallel import parallel_for
-
-
-_MIN_FLOPS = 1 << 24     # smaller products run in one thread (not worth the hand-off)
-
-
-def _split(fn, n, x, W):
-    """fn(i0, i1) over ranges of 0..n, split over minidl's threads (parallel.py)
-    when the product x @ W.T is big enough to gain from it."""
-    big = 2 * x.shape[0] * W.shape[0] * W.shape[1] >= _MIN_FLOPS
-    parallel_for(fn, n, enabled=big and array_module(x) is np)
+from ..cpu import linear as cpu_linear
 
 
 class Linear(Function):
@@ -39,26 +32,19 @@ class Linear(Function):
             raise ValueError(f"linear: expected a floating-point input, found {x.dtype}; "
                              "convert with x.astype(numpy.float32)")
         self.x, self.W = x, W
-        xp = array_module(x)
-        y = xp.empty((x.shape[0], W.shape[0]), xp.result_type(x, W))
-
-        def rows(i0, i1):                        # y = x @ W.T (+ b), rows i0..i1
-            xp.matmul(x[i0:i1], W.T, out=y[i0:i1])
-            if b is not None:
-                y[i0:i1] += b
-        _split(rows, x.shape[0], x, W)
-        return y
+        self.plan = cpu.plan_for(array_module(x))
+        if self.plan is not None:
+            return cpu_linear.forward(x, W, b, self.plan)
+        y = x @ W.T
+        return y if b is None else y + b
 
     def backward(self, g):
-        x, W = self.x, self.W
-        xp = array_module(g)
+        x, W, plan = self.x, self.W, self.plan
         dx = dW = None
-        if self.needs_input_grad[0]:             # dx = g @ W, rows of the batch
-            dx = xp.empty(x.shape, xp.result_type(g, W))
-            _split(lambda i0, i1: xp.matmul(g[i0:i1], W, out=dx[i0:i1]), x.shape[0], x, W)
-        if self.needs_input_grad[1]:             # dW = g.T @ x, rows of W (its outputs)
-            dW = xp.empty(W.shape, xp.result_type(g, x))
-            _split(lambda o0, o1: xp.matmul(g[:, o0:o1].T, x, out=dW[o0:o1]), W.shape[0], x, W)
+        if self.needs_input_grad[0]:
+            dx = g @ W if plan is None else cpu_linear.grad_x(g, x, W, plan)
+        if self.needs_input_grad[1]:
+            dW = g.T @ x if plan is None else cpu_linear.grad_W(g, x, W, plan)
         if len(self.needs_input_grad) == 3:
             return dx, dW, (g.sum(axis=0) if self.needs_input_grad[2] else None)
         return dx, dW

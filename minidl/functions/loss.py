@@ -43,12 +43,26 @@ class LogSoftmax(Function):
         return g - xp.exp(self.y) * g.sum(axis=self.axis, keepdims=True)
 
 
+def check_labels(labels, classes):
+    """Raise a ValueError unless the host (NumPy) `labels` lie in [0, classes)."""
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {classes}) for "
+                         f"{classes} classes; found values from {int(labels.min())} to "
+                         f"{int(labels.max())}")
+
+
 class SoftmaxCrossEntropy(Function):
     """Mean over the batch of -log softmax(logits)[label].
 
     Shapes: logits (N, K) float, labels (N,) integers in [0, K).
     Backward: d logits = (softmax(logits) - onehot(labels)) / N.
     Stable for huge logits: the max is subtracted before exp.
+
+    Labels out of range: NumPy labels are checked on the host (a ValueError).
+    Labels already on a GPU are not read back (that would stall the device
+    every step); a row with a label out of range makes the loss and its
+    gradient NaN instead, which no training run can miss. (The wrapper
+    `softmax_cross_entropy` checks host labels before uploading them.)
     """
 
     def __init__(self, labels):
@@ -66,14 +80,18 @@ class SoftmaxCrossEntropy(Function):
         if labels.dtype.kind not in "iu":
             raise ValueError(f"softmax_cross_entropy: expected integer class labels, found "
                              f"dtype {labels.dtype}")
-        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= x.shape[1]):
-            raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {x.shape[1]}) for "
-                             f"{x.shape[1]} classes; found values from {int(labels.min())} to "
-                             f"{int(labels.max())}")
-        logp = _log_softmax(x, axis=1)
-        self.logp = logp
-        n = x.shape[0]
-        return -logp[xp.arange(n), labels].mean(keepdims=False).astype(x.dtype)
+        n, classes = x.shape
+        if xp is np:
+            check_labels(labels, classes)
+            self.bad = None
+        else:                                      # on the device: NaN rows, no host read
+            self.bad = ((labels < 0) | (labels >= classes))[:, None]          # (N, 1)
+            labels = self.labels = xp.clip(labels, 0, classes - 1)
+        self.logp = logp = _log_softmax(x, axis=1)
+        picked = logp[xp.arange(n), labels]                                    # (N,)
+        if self.bad is not None:
+            picked = xp.where(self.bad[:, 0], xp.nan, picked)
+        return -picked.mean(keepdims=False).astype(x.dtype)
 
     def backward(self, g):
         xp = array_module(g)
@@ -81,7 +99,7 @@ class SoftmaxCrossEntropy(Function):
         d = xp.exp(self.logp)
         d[xp.arange(n), self.labels] -= 1
         d *= g / n
-        return d
+        return d if self.bad is None else xp.where(self.bad, xp.nan, d).astype(d.dtype)
 
 
 def softmax(x, axis=-1):
@@ -93,8 +111,13 @@ def log_softmax(x, axis=-1):
 
 
 def softmax_cross_entropy(logits, labels):
-    """Mean cross-entropy of integer `labels` (array or Tensor, shape (N,)) under softmax(logits)."""
+    """Mean cross-entropy of integer `labels` (array or Tensor, shape (N,)) under
+    softmax(logits). Host labels are range-checked here, before any upload."""
     labels = labels.data if isinstance(labels, Tensor) else labels
     xp = logits.device.xp
-    labels = labels if isinstance(labels, xp.ndarray) else logits.device.put(np.asarray(labels))
+    if not isinstance(labels, xp.ndarray):
+        labels = np.asarray(labels)
+        if labels.dtype.kind in "iu" and logits.ndim == 2:
+            check_labels(labels, logits.shape[1])
+        labels = logits.device.put(labels)
     return SoftmaxCrossEntropy(labels)(logits)

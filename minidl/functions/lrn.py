@@ -20,12 +20,10 @@ Other conventions (alpha here is NOT divided by n):
 so `torch.nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2)` is the
 paper's layer, and ours with alpha=1e-4.
 
-Speed: the window sum over channels is 2*(n//2) shifted additions of whole
-channel blocks (exact: no running sum that subtracts), s^-0.75 is two square
-roots and a reciprocal (no `power`), and the batch goes through a few images
-at a time so that the ~10 passes of forward and backward find their data in
-cache; scratch arrays are reused between chunks. Backward keeps a, b, s and
-s^-beta (the last two are each the size of a).
+The window sum over channels is 2*(n//2) shifted additions of whole channel
+blocks (exact: no running sum that subtracts). On NumPy with the CPU fast
+path on, the same steps run a few images at a time over threads
+(minidl/cpu/lrn.py).
 """
 from __future__ import annotations
 
@@ -33,53 +31,36 @@ import numbers
 
 import numpy as np
 
+from .. import cpu
 from ..autograd import Function
 from ..backend import array_module
-from ..parallel import parallel_chunks
+from ..cpu import lrn as cpu_lrn
 from .checks import check_images
+from .elementwise import fused
 
 
-def channel_window_sum(v, r, out):
+def channel_window_sum(v, r, out=None):
     """out[:, i] = sum of v[:, j] for j in [i - r, i + r] clipped to [0, C-1].
 
     Args:
         v: (N, C, H, W) array.
         r: the half-window n // 2.
-        out: (N, C, H, W) array to write into (not `v`).
+        out: (N, C, H, W) array to write into (not `v`); None: a new one.
     """
-    out[...] = v
+    if out is None:
+        out = v.copy()
+    else:
+        out[...] = v
     for d in range(1, r + 1):
         out[:, d:] += v[:, :-d]     # j = i - d
         out[:, :-d] += v[:, d:]     # j = i + d
     return out
 
 
-def _neg_power(s, beta, xp, out, tmp):
-    """out = s ** -beta (s > 0), with cheap paths for the usual exponents; tmp: scratch."""
-    if beta == 0.75:                  # the paper's: s^-3/4 = 1 / (sqrt(s) * sqrt(sqrt(s)))
-        xp.sqrt(s, out=tmp)
-        xp.sqrt(tmp, out=out)
-        out *= tmp
-        return xp.reciprocal(out, out=out)
-    if beta == 0.5:
-        xp.sqrt(s, out=out)
-        return xp.reciprocal(out, out=out)
-    return xp.power(s, -beta, out=out)
-
-
-_CHUNK_BYTES = 256 * 1024   # images per step (NumPy); AlexNet's are larger: one at a time
-
-
-def _chunks(a):
-    """Slices of the batch axis, each about _CHUNK_BYTES of `a` (everything on a GPU)."""
-    N = a.shape[0]
-    step = max(1, _CHUNK_BYTES // max(1, a[0].nbytes)) if array_module(a) is np else N
-    return step, [slice(i, min(i + step, N)) for i in range(0, N, step)]
-
-
-def _for_chunks(a, body):
-    """body(chunks, step) over the chunks of a's images, split over the threads."""
-    parallel_chunks(*_chunks(a), body, enabled=array_module(a) is np)
+@fused
+def _lrn_grad(g, scale, a, u, c):
+    """g s^-beta + c a u, with c = -2 alpha beta."""
+    return g * scale + c * a * u
 
 
 class LocalResponseNorm(Function):
@@ -114,44 +95,28 @@ class LocalResponseNorm(Function):
     def forward(self, a):
         xp = array_module(a)
         check_images("local_response_norm", a)
-        r = self.n // 2
-        s, scale, b = xp.empty_like(a), xp.empty_like(a), xp.empty_like(a)
-
-        def images(chunks, step):    # a few images at a time: they stay in cache
-            work = xp.empty((step,) + a.shape[1:], dtype=a.dtype)   # scratch, reused
-            for c in chunks:
-                sq = work[:a[c].shape[0]]
-                xp.multiply(a[c], a[c], out=sq)                   # a^2
-                sc = channel_window_sum(sq, r, out=s[c])
-                sc *= self.alpha
-                sc += self.k                                      # s = k + alpha * sum a^2
-                _neg_power(sc, self.beta, xp, out=scale[c], tmp=sq)   # s^-beta
-                xp.multiply(a[c], scale[c], out=b[c])
-        _for_chunks(a, images)
+        plan = cpu.plan_for(xp)
+        if plan is not None:                       # NumPy: the CPU fast path (minidl/cpu/lrn.py)
+            b, kept = cpu_lrn.forward(a, self.n, self.k, self.alpha, self.beta, plan)
+        else:
+            s = channel_window_sum(a * a, self.n // 2)            # sum of a^2 over the window
+            s *= self.alpha
+            s += self.k                                           # s = k + alpha * sum a^2
+            scale = s ** -self.beta                               # s^-beta
+            b = a * scale
+            kept = (s, scale)
         if self.needs_input_grad[0]:
-            self.a, self.b, self.s, self.scale = a, b, s, scale
+            self.a, self.b, (self.s, self.scale) = a, b, kept
         return b
 
     def backward(self, g):
-        xp = array_module(g)
-        a, b, s, scale = self.a, self.b, self.s, self.scale
-        da = xp.empty_like(g)
-
-        def images(chunks, step):
-            t_all = xp.empty((step,) + g.shape[1:], dtype=g.dtype)   # scratch, reused
-            u_all = xp.empty_like(t_all)
-            for c in chunks:
-                n = g[c].shape[0]
-                t, u = t_all[:n], u_all[:n]
-                xp.multiply(g[c], b[c], out=t)
-                t /= s[c]                                      # t_i = g_i a_i s_i^(-beta-1)
-                channel_window_sum(t, self.n // 2, out=u)      # sum_{i: j in window(i)} t_i
-                u *= a[c]
-                u *= -2.0 * self.alpha * self.beta
-                xp.multiply(g[c], scale[c], out=da[c])         # g_j s_j^-beta
-                da[c] += u
-        _for_chunks(g, images)
-        return da
+        plan = cpu.plan_for(array_module(g))
+        if plan is not None:
+            return cpu_lrn.backward(g, self.a, self.b, self.s, self.scale, self.n, self.alpha,
+                                    self.beta, plan)
+        t = g * self.b / self.s                               # t_i = g_i a_i s_i^(-beta-1)
+        u = channel_window_sum(t, self.n // 2)                # sum_{i: j in window(i)} t_i
+        return _lrn_grad(g, self.scale, self.a, u, -2.0 * self.alpha * self.beta)
 
 
 def local_response_norm(x, n=5, k=2.0, alpha=1e-4, beta=0.75):

@@ -1,8 +1,8 @@
 """Pooling as the plain loops it is, compiled for the CPU by numba.
 
-pool.py builds max and average pooling out of K*K NumPy operations on strided
-slices; each reads and writes whole arrays, and the max-pool gradient needs
-four of them per window offset (compare, mask, add, subtract). Here every
+minidl/functions/pool.py builds max and average pooling out of K*K array
+operations on strided slices; each reads and writes whole arrays, and the
+max-pool gradient needs three of them per window offset. Here every
 output value is computed in one pass over its window, as the definition
 reads:
 
@@ -25,9 +25,6 @@ g, not a re-comparison of x with y. A NaN in a window makes its maximum NaN,
 as np.maximum does. Each kernel takes a range of planes; pool.py splits the
 planes over minidl's threads (`nogil`: the compiled code runs without
 Python's lock). Compiled once per dtype and layout, cached on disk.
-
-Measured (in-process A/B against the NumPy slicing, 2 threads,
-benchmarks/bench_pool_lrn.py and bench_cifar.py): see docs/layers.md.
 """
 from __future__ import annotations
 

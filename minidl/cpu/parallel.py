@@ -1,28 +1,20 @@
-"""Worker threads on the CPU: one op's images split over the cores.
+"""Worker threads on the CPU: one op's work split over the cores.
 
 The paper splits its net over two GPUs by *kernels* (Section 3.2; alexnet.model
-does that by hand). On a CPU, minidl splits each big op by *images*: the
-convolution, pooling and LRN layers cut their batch into one contiguous range
-per thread and run the same code on every range at once. NumPy releases the
-GIL inside its copies, ufuncs and BLAS calls, so plain Python threads run on
-separate cores; the values are those of one thread (each image is computed
-alone; only the sum of a weight gradient over the ranges changes its order).
+does that by hand). On a CPU, the fast path splits each big op by *images* (or
+blocks of output positions): one contiguous range per thread, the same code
+on every range at once. NumPy releases the GIL inside its copies, ufuncs and
+BLAS calls, so plain Python threads run on separate cores; the values are
+those of one thread, except for sums over the ranges (a weight gradient),
+which change their order.
 
-Why not leave it to the BLAS: the GEMMs of a convolution are only part of its
-time. The copies around them (im2col, col2im, transposes) and pooling are
-single-threaded NumPy, so with OpenBLAS's threads alone a second core sat idle
-through much of a CIFAR step. With both, the threads fight: BLAS threads spin
-after each call and steal the core our other range runs on. So while minidl
-runs more than one thread, it holds the BLAS NumPy loaded to ONE thread per
-call (through threadpoolctl, which finds that library and sets its count;
-OpenBLAS, MKL and BLIS each name the call differently), and splits every
-layer with big GEMMs, fully-connected ones included, over its own threads.
-The hold is set once (OpenBLAS frees and reallocates its buffers each time its
-count changes: setting it around every op made a convolution 1.7x slower) and
-lifted by ``set_num_threads(1)``. It also applies to your own NumPy matrix
-products in this process. Measured by benchmarks/bench_threads.py (CIFAR
-net, batch 128, BLAS at one thread): 2 threads run a conv layer 1.48-1.83x
-and a training step 1.73-1.81x as fast as one.
+Why not leave it to the BLAS: the copies around a convolution's GEMMs and
+pooling are single-threaded NumPy, so a BLAS-threaded run leaves cores idle;
+and BLAS threads spin after each call, stealing the core another range runs
+on. So while minidl runs more than one thread it holds the BLAS at ONE thread
+per call (threadpoolctl), set once because OpenBLAS reallocates its buffers
+on every change; ``set_num_threads(1)`` lifts the hold. The hold applies to
+every NumPy matrix product in this process.
 
     import minidl
     minidl.set_num_threads(1)     # everything in the calling thread, BLAS as it was
@@ -139,17 +131,17 @@ def _run(fn, i0, i1):
         _local.inside = False
 
 
-def parallel_for(fn, n, grain=1, enabled=True):
+def parallel_for(fn, n, grain=1, enabled=True, threads=None):
     """Results of fn(i0, i1) over ranges that cover 0..n in order, run at once.
 
-    Up to get_num_threads() ranges of about equal size (at least `grain`
+    Up to `threads` (None: get_num_threads()) ranges of about equal size (at least `grain`
     items each, unless n is smaller); the calling thread runs the last one.
     fn must write only its own range of any shared output. With one range,
     `enabled` false (CuPy arrays), or when called from inside a range, it is
     simply ``[fn(0, n)]``. An exception in any range is raised here, once
     every range has stopped.
     """
-    T = min(get_num_threads(), max(1, n // max(1, grain)))
+    T = min(threads or get_num_threads(), max(1, n // max(1, grain)))
     if T <= 1 or not enabled or getattr(_local, "inside", False):
         return [fn(0, n)]
     _hold_blas()
@@ -163,9 +155,12 @@ def parallel_for(fn, n, grain=1, enabled=True):
     return [f.result() for f in futures] + [last]
 
 
-def parallel_chunks(step, chunks, body, enabled=True):
-    """body(chunks[k0:k1], step) for runs of `chunks` (slices of an array, each
-    at most `step` long), one run per thread: the loops of pooling and LRN,
-    which work a cache-sized chunk at a time and make their scratch arrays
-    (of `step` items) per run."""
-    parallel_for(lambda k0, k1: body(chunks[k0:k1], step), len(chunks), enabled=enabled)
+def parallel_chunks(a, nbytes, body, threads=None):
+    """body(chunks, step) over runs of chunks of a's first axis, one run per
+    thread: each chunk a slice of at most `step` items of about `nbytes`, so
+    that an op's passes over it find it in cache (body makes its scratch
+    arrays of `step` items once per run)."""
+    N = a.shape[0]
+    step = max(1, nbytes // max(1, a[0].nbytes)) if N else 1
+    chunks = [slice(i, min(i + step, N)) for i in range(0, N, step)]
+    parallel_for(lambda k0, k1: body(chunks[k0:k1], step), len(chunks), threads=threads)

@@ -9,16 +9,14 @@ such an array is either
            (cuda-convnet keeps activations as (C, H, W, N)).
 
 The shape, the values and every NumPy operation are the same for both; only
-the speed differs. A convolution computes its output as (C_out, H*W*N)
-matrices, so it hands that out as CHWN when its chunks are large enough and
-saves the transpose (see conv.py); pooling then runs along whole runs of N
-images instead of rows of W pixels: NumPy's cost per run dominates for
-rows of 13-32 values, so the CIFAR net's pooling runs 1.5-2.5x faster.
+the speed differs. The fast convolution computes its output as (C_out,
+H*W*N) matrices, so it hands that out as CHWN when its chunks are large
+enough and saves the transpose (see conv.py); pooling then runs along runs
+of N images instead of rows of W pixels, which pays for rows of 13-32 values.
 
 Pooling reads either layout through `planes` and writes its output in the
 layout it read; ReLU and tanh keep their input's layout (NumPy's elementwise
-outputs follow their inputs). LRN accepts both but is fast on NCHW only, which
-is what AlexNet's conv1 and conv2 (chunks of 1-3 images) hand it.
+outputs follow their inputs). LRN accepts both.
 """
 from __future__ import annotations
 
