@@ -7,12 +7,12 @@ repeats, never a single time.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .machine import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -53,12 +53,6 @@ def interleaved(fns, repeat, sample=None):
 def as_chwn(a):
     """a (N, C, H, W) stored as CHWN, as a convolution hands it on (minidl/cpu/layout.py)."""
     return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
-
-
-def machine():
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count(),
-            "time": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def report(name, rows, columns=None, notes=None):
