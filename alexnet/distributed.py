@@ -19,8 +19,9 @@ of every global batch of B = 128 images (Section 5). One step:
 Every random draw depends on an image's place in the global batch, never on the
 rank: crops, flips and colour noise are drawn for the whole batch from (seed,
 epoch, batch) and each rank keeps its rows (alexnet.data.loader); dropout masks
-are drawn for the whole batch from minidl's common generator and each rank keeps
-its rows (`BatchShareGenerator`). So R ranks compute the single-process run up
+are a hash of a key from minidl's common generator and of each unit's place in
+the whole batch, so each rank computes its rows of them (`share_dropout`,
+minidl.functions.dropout). So R ranks compute the single-process run up
 to the order of floating-point sums (tests/test_distributed.py checks 1e-12 in
 float64), and the generator's state is the same on every rank and for every R.
 
@@ -245,7 +246,7 @@ class MPICommunicator(Communicator):
     def share_dropout(self, model):
         for _, module in model.named_modules():
             if isinstance(module, nn.Dropout):
-                module.generator = BatchShareGenerator(self.rank, self.size)
+                module.share = (self.rank, self.size)
 
     def allreduce_gradients(self, params):
         params = list(params)
@@ -290,25 +291,6 @@ class MPICommunicator(Communicator):
                   f"checkpoint is kept: run the same command with --resume to go on",
                   file=sys.stderr, flush=True)
             self.comm.Abort(1)
-
-
-class BatchShareGenerator:
-    """Dropout's generator on one rank: the mask of the whole global batch is drawn
-    from minidl's common generator (minidl.random) and this rank keeps its rows.
-
-    So the mask of image i is the same for every R, and the common generator
-    advances by the same draws on every rank (its state stays equal and goes
-    into checkpoints as before). Costs R times the draws of one rank's share.
-    """
-
-    def __init__(self, index, count):
-        self.index, self.count = index, count
-
-    def random(self, shape, dtype="float64"):
-        n = shape[0]                                          # this rank's images
-        full = minidl.random.default_generator().random((n * self.count,) + tuple(shape[1:]),
-                                                        dtype=dtype)   # (B, ...) the batch's
-        return full[self.index * n:(self.index + 1) * n]
 
 
 class GradientBuckets:

@@ -234,14 +234,18 @@ class LRN(Module):
 
 
 class Dropout(Module):
-    """Section 4.2: zero each unit with probability p in training; scale by 1-p in eval."""
+    """Section 4.2: zero each unit with probability p in training; scale by 1-p in eval.
 
-    def __init__(self, p=0.5, generator=None):
+    `share` = (index, count) when this process sees the index-th of `count` equal
+    parts of each batch (data-parallel ranks): its masks are its rows of the
+    whole batch's (see `minidl.functions.dropout`)."""
+
+    def __init__(self, p=0.5, generator=None, share=(0, 1)):
         super().__init__()
-        self.p, self.generator = p, generator
+        self.p, self.generator, self.share = p, generator, share
 
     def forward(self, x):
-        return F.dropout(x, self.p, self.training, self.generator)
+        return F.dropout(x, self.p, self.training, self.generator, self.share)
 
     def extra_repr(self):
         return f"p={self.p}"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import minidl
-from minidl import Tensor, nn
+from minidl import Tensor, functions as F, nn
 from alexnet import distributed
 from alexnet.data.loader import Loader
 from alexnet.data.prepare import CacheSplit
@@ -108,13 +108,19 @@ def test_the_shares_of_a_batch_put_together_are_the_batch_of_one_process():
 
 
 def test_dropout_shares_are_the_rows_of_the_whole_batch_mask():
+    x = np.ones((8, 5), np.float32)
     minidl.random.manual_seed(7)
-    whole = minidl.random.default_generator().random((8, 5), dtype="float32")
+    whole = F.dropout(Tensor(x), 0.5).data
     shares = []
     for r in range(4):
         minidl.random.manual_seed(7)
-        shares.append(distributed.BatchShareGenerator(r, 4).random((2, 5), dtype="float32"))
+        shares.append(F.dropout(Tensor(x[2 * r:2 * r + 2]), 0.5, share=(r, 4)).data)
     np.testing.assert_array_equal(np.concatenate(shares), whole)
+    minidl.random.manual_seed(7)
+    own = F.dropout(Tensor(x[2:4]), 0.5).data          # without its share: rank 0's rows
+    assert not np.array_equal(own, whole[2:4])
+    with pytest.raises(ValueError, match="0 <= index < count"):
+        F.dropout(Tensor(x), 0.5, share=(4, 4))
 
 
 def test_gradient_buckets_are_few_flat_and_leave_the_mean_in_each_grad():

@@ -52,10 +52,11 @@ def _masked(a, i, key0, key1, threshold):
 
 class Dropout(Function):
     """y = x * mask (training, `key` given) or y = (1 - p) x (testing, key None);
-    the gradient is multiplied alike. Keeps only the key."""
+    the gradient is multiplied alike. Keeps only the key (and where x's units
+    start in the count: `first`)."""
 
-    def __init__(self, p, key=None):
-        self.p, self.key = p, key
+    def __init__(self, p, key=None, first=0):
+        self.p, self.key, self.first = p, key, first
 
     def forward(self, x):
         return self._apply(x)
@@ -67,20 +68,24 @@ class Dropout(Function):
         if self.key is None:                 # test time
             return a * a.dtype.type(1 - self.p)
         xp = array_module(a)
-        if a.size >= 2 ** 32:
-            raise ValueError(f"dropout: expected fewer than 2^32 units, found {a.size} "
-                             f"(shape {a.shape}); apply dropout to smaller pieces")
-        i = xp.arange(a.size, dtype=xp.uint32).reshape(a.shape)     # each unit's counter
+        if self.first + a.size > 2 ** 32:
+            raise ValueError(f"dropout: expected at most 2^32 units in the batch, found "
+                             f"{self.first + a.size} (shape {a.shape}); apply dropout to "
+                             "smaller pieces")
+        i = xp.arange(self.first, self.first + a.size, dtype=xp.uint32).reshape(a.shape)
         threshold = np.uint32(min(round(self.p * 2 ** 32), 2 ** 32 - 1))
         return _masked(a, i, np.uint32(self.key[0]), np.uint32(self.key[1]), threshold)
 
 
-def dropout(x, p=0.5, train=True, generator=None):
+def dropout(x, p=0.5, train=True, generator=None, share=(0, 1)):
     """Drop units with probability `p` when `train`, else scale by 1 - p.
 
     The key of the mask is drawn from `generator` (a numpy Generator; by
     default minidl's global one, see `minidl.random`); the mask itself is
     computed on x's device (see the module docstring).
+    `share` = (index, count): x is the index-th of `count` equal parts of a
+    larger batch (the ranks of data-parallel training), so its units are counted
+    from index * x.size on and every part gets its rows of the whole batch's mask.
     """
     if not 0 <= p < 1:
         raise ValueError(f"dropout: expected 0 <= p < 1, found p={p}")
@@ -88,4 +93,8 @@ def dropout(x, p=0.5, train=True, generator=None):
         return Dropout(p)(x)
     rng = generator if generator is not None else mrandom.default_generator()
     key = tuple(int(k) for k in rng.integers(0, 2 ** 32, size=2, dtype=np.uint64))
-    return Dropout(p, key)(x)
+    index, count = share
+    if not 0 <= index < count:
+        raise ValueError(f"dropout: expected share = (index, count) with 0 <= index < count, "
+                         f"found {share}")
+    return Dropout(p, key, first=index * x.size)(x)
