@@ -279,7 +279,7 @@ class Trainer:
         s.seen += n
 
     def _end_epoch(self) -> dict:
-        s, cfg = self.state, self.cfg
+        s = self.state
         record = {"epoch": s.epoch + 1, "step": s.step, "lr": self.optimizer.lr,
                   "train_loss": s.loss_sum / max(s.seen, 1)}
         for k, e in s.error_sums.items():

@@ -139,7 +139,9 @@ def alexnet_comparison(devices, rng, batch=4):
 # ----------------------------------------------------------------------------
 # 4. speed of a training step: minidl vs PyTorch on the same device
 # ----------------------------------------------------------------------------
-def train_step_speed(devices, batch, steps):
+def training_step(devices, batch):
+    """One SGD step of the paper's net with its columns on `devices`, as a function
+    of no arguments: a batch of random images and labels waits on the first device."""
     from alexnet.model import AlexNet
     device = get_device(devices[0])
     net = AlexNet(devices=devices, seed=0)
@@ -152,6 +154,15 @@ def train_step_speed(devices, batch, steps):
         opt.zero_grad()
         loss.backward()
         opt.step()
+    return step
+
+
+def train_step_speed(devices, batch, steps):
+    device = get_device(devices[0])
+    train_step = training_step(devices, batch)
+
+    def step():
+        train_step()
         for d in set(map(get_device, devices)):
             synchronize(d)
     t = median_time(step, repeat=steps, warmup=2)
@@ -160,7 +171,7 @@ def train_step_speed(devices, batch, steps):
     counts = getattr(getattr(device.xp, "standin", None), "count", None)
     if counts is not None:                        # the test suite's CuPy stand-in counts work
         with counts() as c:
-            step()
+            train_step()
         rows[0].update(_launches(c))
     try:
         import torch

@@ -14,7 +14,7 @@ import pytest
 import minidl
 from minidl import Tensor, functions as F, nn, optim
 from minidl.backend import get_device, is_cupy_array, to_numpy
-from alexnet.model import AlexNet, AlexNetConfig, CifarNet, CifarNetConfig, GroupedAlexNet
+from alexnet.model import AlexNet, CifarNet, CifarNetConfig, GroupedAlexNet
 from alexnet.train import TrainConfig, Trainer
 from alexnet.data.arrays import ArrayBatches
 
@@ -159,17 +159,8 @@ def test_trainer_checkpoints_and_resumes_on_two_gpus(tmp_path, rng):
 # ----------------------------------------------------------------------------
 def step_counts(counters, devices, batch):
     """Kernels per device and host syncs of one training step of the paper's net."""
-    net = AlexNet(AlexNetConfig(), devices=devices, seed=0)
-    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005)
-    device = get_device(devices[0])
-    x = device.put(np.zeros((batch, 3, 227, 227), np.float32))
-    y = device.put(np.arange(batch) % 1000)
-
-    def step():
-        loss = F.softmax_cross_entropy(net(Tensor(x, device=device)), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    from benchmarks.gpu_check import training_step
+    step = training_step(devices, batch)
     step()                                          # the first step makes the velocities
     with counters.count() as counts:
         step()
