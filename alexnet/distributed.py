@@ -18,9 +18,9 @@ of every global batch of B = 128 images (Section 5). One step:
 
 Every random draw depends on an image's place in the global batch, never on the
 rank: crops, flips and colour noise are drawn for the whole batch from (seed,
-epoch, batch) and each rank keeps its rows (alexnet.data.loader); dropout masks
-are drawn for the whole batch from minidl's common generator and each rank keeps
-its rows (`BatchShareGenerator`). So R ranks compute the single-process run up
+epoch, batch) and each rank keeps its rows (alexnet.data.loader); a dropout mask
+hashes a key from minidl's common generator with each unit's place in the whole
+batch, so each rank computes its rows of it (`BatchShareGenerator`). So R ranks compute the single-process run up
 to the order of floating-point sums (tests/test_distributed.py checks 1e-12 in
 float64), and the generator's state is the same on every rank and for every R.
 
@@ -293,22 +293,25 @@ class MPICommunicator(Communicator):
 
 
 class BatchShareGenerator:
-    """Dropout's generator on one rank: the mask of the whole global batch is drawn
-    from minidl's common generator (minidl.random) and this rank keeps its rows.
+    """Dropout's generator on one rank: the mask of the whole global batch, this
+    rank's rows of it (minidl/functions/dropout.py).
 
-    So the mask of image i is the same for every R, and the common generator
-    advances by the same draws on every rank (its state stays equal and goes
-    into checkpoints as before). Costs R times the draws of one rank's share.
+    A mask is a hash of a key and each unit's place in the batch: every rank
+    draws the same key from minidl's common generator (minidl.random), and its
+    units count from its place in the global batch. So the mask of image i is
+    the same for every R, and the common generator advances by the same draws
+    on every rank (its state stays equal and goes into checkpoints as before).
     """
 
     def __init__(self, index, count):
         self.index, self.count = index, count
 
-    def random(self, shape, dtype="float64"):
-        n = shape[0]                                          # this rank's images
-        full = minidl.random.default_generator().random((n * self.count,) + tuple(shape[1:]),
-                                                        dtype=dtype)   # (B, ...) the batch's
-        return full[self.index * n:(self.index + 1) * n]
+    def integers(self, low, high, size, dtype):
+        return minidl.random.default_generator().integers(low, high, size=size, dtype=dtype)
+
+    def first_unit(self, n):
+        """Where this rank's n units start: ranks hold equal shares, in rank order."""
+        return self.index * n
 
 
 class GradientBuckets:

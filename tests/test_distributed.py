@@ -108,13 +108,16 @@ def test_the_shares_of_a_batch_put_together_are_the_batch_of_one_process():
 
 
 def test_dropout_shares_are_the_rows_of_the_whole_batch_mask():
+    x = np.ones((8, 5), np.float32)
     minidl.random.manual_seed(7)
-    whole = minidl.random.default_generator().random((8, 5), dtype="float32")
+    whole = minidl.functions.dropout(Tensor(x), 0.5).data
     shares = []
     for r in range(4):
         minidl.random.manual_seed(7)
-        shares.append(distributed.BatchShareGenerator(r, 4).random((2, 5), dtype="float32"))
+        share = distributed.BatchShareGenerator(r, 4)
+        shares.append(minidl.functions.dropout(Tensor(x[:2]), 0.5, generator=share).data)
     np.testing.assert_array_equal(np.concatenate(shares), whole)
+    assert 0 < whole.sum() < whole.size                 # some units dropped, some kept
 
 
 def test_gradient_buckets_are_few_flat_and_leave_the_mean_in_each_grad():

@@ -52,10 +52,11 @@ def _masked(a, i, key0, key1, threshold):
 
 class Dropout(Function):
     """y = x * mask (training, `key` given) or y = (1 - p) x (testing, key None);
-    the gradient is multiplied alike. Keeps only the key."""
+    the gradient is multiplied alike. Keeps only the key. The counters of x's
+    units start at `first` (x's place in a larger batch, see `dropout`)."""
 
-    def __init__(self, p, key=None):
-        self.p, self.key = p, key
+    def __init__(self, p, key=None, first=0):
+        self.p, self.key, self.first = p, key, first
 
     def forward(self, x):
         return self._apply(x)
@@ -67,10 +68,11 @@ class Dropout(Function):
         if self.key is None:                 # test time
             return a * a.dtype.type(1 - self.p)
         xp = array_module(a)
-        if a.size >= 2 ** 32:
-            raise ValueError(f"dropout: expected fewer than 2^32 units, found {a.size} "
-                             f"(shape {a.shape}); apply dropout to smaller pieces")
-        i = xp.arange(a.size, dtype=xp.uint32).reshape(a.shape)     # each unit's counter
+        if self.first + a.size > 2 ** 32:
+            raise ValueError(f"dropout: expected fewer than 2^32 units in a batch, found "
+                             f"{self.first + a.size} (x of shape {a.shape}); apply dropout to "
+                             "smaller pieces")
+        i = xp.arange(self.first, self.first + a.size, dtype=xp.uint32).reshape(a.shape)
         threshold = np.uint32(min(round(self.p * 2 ** 32), 2 ** 32 - 1))
         return _masked(a, i, np.uint32(self.key[0]), np.uint32(self.key[1]), threshold)
 
@@ -80,7 +82,10 @@ def dropout(x, p=0.5, train=True, generator=None):
 
     The key of the mask is drawn from `generator` (a numpy Generator; by
     default minidl's global one, see `minidl.random`); the mask itself is
-    computed on x's device (see the module docstring).
+    computed on x's device (see the module docstring). A generator with a
+    method ``first_unit(n)`` also says where x's n units start among a larger
+    batch's: each of several processes holding a share of one batch
+    (alexnet.distributed) then computes its rows of the whole batch's mask.
     """
     if not 0 <= p < 1:
         raise ValueError(f"dropout: expected 0 <= p < 1, found p={p}")
@@ -88,4 +93,5 @@ def dropout(x, p=0.5, train=True, generator=None):
         return Dropout(p)(x)
     rng = generator if generator is not None else mrandom.default_generator()
     key = tuple(int(k) for k in rng.integers(0, 2 ** 32, size=2, dtype=np.uint64))
-    return Dropout(p, key)(x)
+    first = rng.first_unit(x.size) if hasattr(rng, "first_unit") else 0
+    return Dropout(p, key, first)(x)
