@@ -309,3 +309,23 @@ def test_prepare_in_a_log_writes_plain_lines_not_bars(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "prepare train: 8/8 images (100%)" in out and "prepare val: 4/4 images (100%)" in out
     assert "\r" not in out + err and "\x1b" not in out + err
+
+
+@pytest.mark.parametrize("name, kind, problem", [
+    ("a/b.JPEG", tarfile.REGTYPE, None),
+    ("./a/", tarfile.DIRTYPE, None),
+    ("/etc/passwd", tarfile.REGTYPE, "absolute"),
+    ("C:/x.JPEG", tarfile.REGTYPE, "drive"),
+    ("a/../../x", tarfile.REGTYPE, "outside"),
+    ("a\\..\\..\\x", tarfile.REGTYPE, "outside"),
+    ("a/link", tarfile.SYMTYPE, "symlink"),
+    ("a/hard", tarfile.LNKTYPE, "hard link"),
+    ("a/dev", tarfile.CHRTYPE, "device"),
+    ("a/fifo", tarfile.FIFOTYPE, "fifo"),
+])
+def test_one_rule_for_what_an_archive_member_may_be(name, kind, problem):
+    from alexnet.data.archive import member_problem
+    m = tarfile.TarInfo(name)
+    m.type = kind
+    found = member_problem(m)
+    assert (found is None) if problem is None else (problem in found)

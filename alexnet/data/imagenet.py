@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .archive import bounded_members
+from .archive import bounded_members, member_problem
 
 WNID = re.compile(r"^n\d{8}$")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
@@ -216,13 +216,9 @@ def _safe_member(m: tarfile.TarInfo, archive_size: int):
     devices, sparse files and out-of-range offsets are refused, and odd names are
     reported rather than guessed at.
     """
-    if not m.isfile():
-        return "not a regular file (link, device or directory)"
-    if m.issparse():
-        return "sparse member"
-    parts = m.name.replace("\\", "/").split("/")
-    if m.name.startswith(("/", "\\")) or ".." in parts or any(":" in p for p in parts):
-        return "unsafe path"
+    problem = member_problem(m)
+    if problem or not m.isfile():
+        return problem or "a folder"
     if m.offset_data + m.size > archive_size:
         return "data runs past the end of the archive"
     return name_problem(m.name)
