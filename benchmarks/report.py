@@ -120,6 +120,21 @@ FIGURE1_TABLES = {
 }
 
 
+def ratio_text(ratio):
+    """The sentence for Figure 1's ratio as alexnet/experiments.py writes it
+    ({"tanh_over_relu": x}, or a bound when tanh stopped short), or a number."""
+    if isinstance(ratio, dict):
+        if ratio.get("tanh_over_relu") is None and ratio.get("at_least") is not None:
+            best = ratio.get("at_tanh_best") or {}
+            return (f"**tanh did not reach the target: at least {ratio['at_least']:.1f}x the "
+                    f"epochs of ReLU**; at the best error tanh reached ({best.get('error', 0):.1%})"
+                    f", {best.get('tanh_over_relu') or 0:.1f}x (the paper: about six).")
+        ratio = ratio.get("tanh_over_relu")
+    if ratio is None:
+        return None
+    return f"**tanh needed {ratio:.1f}x the epochs of ReLU** (the paper: about six)."
+
+
 def figure1_section(name, data):
     """A Figure 1 summary: epochs to the target per activation, and their ratio."""
     config, runs = data.get("config", {}), data.get("runs", {})
@@ -140,8 +155,9 @@ def figure1_section(name, data):
              table(rows)]
     if data.get("figure"):
         parts.append(f"![Training error per epoch, ReLU and tanh]({data['figure']})")
-    if data.get("ratio") is not None:
-        parts.append(f"**tanh needed {data['ratio']:.1f}x the epochs of ReLU** (the paper: about six).")
+    ratio = ratio_text(data.get("ratio"))
+    if ratio:
+        parts.append(ratio)
     if data.get("wall_minutes") is not None:
         parts.append(f"The whole command took {data['wall_minutes']:.0f} minutes.")
     for key, title in FIGURE1_TABLES.items():

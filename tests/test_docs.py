@@ -138,6 +138,17 @@ def test_adding_a_figure1_run_records_this_machine(tmp_path):
         report.add([tmp_path / "missing.json"], tmp_path / "snapshots")
 
 
+@pytest.mark.parametrize("ratio, says", [
+    ({"tanh_over_relu": 7.2279}, "tanh needed 7.2x"),          # as alexnet figure1 writes it
+    (6.6, "tanh needed 6.6x"),
+    ({"tanh_over_relu": None, "at_least": 5.4,
+      "at_tanh_best": {"error": 0.27, "tanh_over_relu": 4.9}}, "at least 5.4x"),
+])
+def test_the_figure1_ratio_reads_as_a_run_writes_it(ratio, says):
+    run = {"config": {}, "runs": {}, "ratio": ratio}
+    assert says in report.figure1_section("figure1", run)
+
+
 def test_machine_names_the_command_as_typed():
     assert machine.command([str(ROOT / "benchmarks" / "bench_data.py"), "--images", "8"]) == \
         "python -m benchmarks.bench_data --images 8"
