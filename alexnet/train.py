@@ -245,12 +245,7 @@ class Trainer:
     # --- what a step adds to the epoch's sums -------------------------------------
     def _labels(self, y, classes):
         """The batch's labels checked on the host (where they are), then on the device."""
-        y = np.asarray(y)
-        if y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() >= classes)):
-            raise ValueError(f"training labels must be integers in [0, {classes}); found dtype "
-                             f"{y.dtype}, values {y.min() if y.size else '-'} to "
-                             f"{y.max() if y.size else '-'}. Check the data's class list.")
-        return self.device.put(y)
+        return self.device.put(F.check_labels(np.asarray(y), classes))
 
     def _tally(self, loss, logits, labels):
         """Add the step's loss sum and top-k error counts to sums kept on the device:

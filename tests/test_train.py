@@ -117,3 +117,14 @@ def test_evaluate_averages_patches_before_deciding():
     assert r["top1"] == 0.0 and r["n"] == 1
     r = evaluate(Fixed(), [(x[:, 0], np.array([2]))], device="cpu", ks=(1,))
     assert r["top1"] == 1.0          # the first patch alone gets it wrong
+
+
+def test_labels_out_of_range_stop_the_trainer_before_the_step(tmp_path):
+    from alexnet.model import CifarNet
+    x = np.zeros((4, 3, 32, 32), np.uint8)
+    net = CifarNet(seed=0)
+    batches = ArrayBatches(x, np.array([0, 1, 2, 10]), x.mean(axis=0), batch_size=4)
+    trainer = Trainer(net, optim.SGD(net.parameters(), lr=0.01), batches, tmp_path,
+                      TrainConfig(max_epochs=1, topk=(1,), progress=False))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\).*0 to 10"):
+        trainer.fit()

@@ -11,7 +11,7 @@ from .conv import conv2d, im2col, col2im
 from .pool import max_pool2d, avg_pool2d
 from .lrn import local_response_norm
 from .dropout import dropout
-from .loss import softmax, log_softmax, softmax_cross_entropy
+from .loss import check_labels, softmax, log_softmax, softmax_cross_entropy
 from .transfer import copy
 
 __all__ = [
@@ -19,5 +19,5 @@ __all__ = [
     "reshape", "flatten", "transpose", "concat", "split", "getitem", "sum_to",
     "relu", "tanh", "sigmoid", "linear", "conv2d", "im2col", "col2im",
     "max_pool2d", "avg_pool2d", "local_response_norm", "dropout",
-    "softmax", "log_softmax", "softmax_cross_entropy", "copy",
+    "check_labels", "softmax", "log_softmax", "softmax_cross_entropy", "copy",
 ]

@@ -44,11 +44,16 @@ class LogSoftmax(Function):
 
 
 def check_labels(labels, classes):
-    """Raise a ValueError unless the host (NumPy) `labels` lie in [0, classes)."""
+    """Raise a ValueError unless the host (NumPy) `labels` are integers in [0, classes);
+    returns them. Check labels here, on the host, before they go to a GPU."""
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"softmax_cross_entropy: expected integer class labels, found "
+                         f"dtype {labels.dtype}")
     if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= classes):
         raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {classes}) for "
                          f"{classes} classes; found values from {int(labels.min())} to "
                          f"{int(labels.max())}")
+    return labels
 
 
 class SoftmaxCrossEntropy(Function):
@@ -77,13 +82,13 @@ class SoftmaxCrossEntropy(Function):
         if labels.shape != (x.shape[0],):
             raise ValueError(f"softmax_cross_entropy: expected labels of shape ({x.shape[0]},) "
                              f"to match the logits, found {labels.shape}")
-        if labels.dtype.kind not in "iu":
-            raise ValueError(f"softmax_cross_entropy: expected integer class labels, found "
-                             f"dtype {labels.dtype}")
         n, classes = x.shape
         if xp is np:
             check_labels(labels, classes)
             self.bad = None
+        elif labels.dtype.kind not in "iu":
+            raise ValueError(f"softmax_cross_entropy: expected integer class labels, found "
+                             f"dtype {labels.dtype}")
         else:                                      # on the device: NaN rows, no host read
             self.bad = ((labels < 0) | (labels >= classes))[:, None]          # (N, 1)
             labels = self.labels = xp.clip(labels, 0, classes - 1)
@@ -112,12 +117,12 @@ def log_softmax(x, axis=-1):
 
 def softmax_cross_entropy(logits, labels):
     """Mean cross-entropy of integer `labels` (array or Tensor, shape (N,)) under
-    softmax(logits). Host labels are range-checked here, before any upload."""
+    softmax(logits). Host labels for a GPU are checked here, before the upload."""
     labels = labels.data if isinstance(labels, Tensor) else labels
     xp = logits.device.xp
     if not isinstance(labels, xp.ndarray):
         labels = np.asarray(labels)
-        if labels.dtype.kind in "iu" and logits.ndim == 2:
+        if xp is not np and logits.ndim == 2:
             check_labels(labels, logits.shape[1])
         labels = logits.device.put(labels)
     return SoftmaxCrossEntropy(labels)(logits)
