@@ -155,11 +155,12 @@ class Trainer:
 
     def save(self):
         """Write the whole training state atomically (never a diverged one); rank 0 only."""
-        for name, p in self.model.named_parameters():
-            if not np.all(np.isfinite(to_numpy(p.data))):
+        state = self.state_dict()                          # the weights on the host, once
+        for name, w in state["model"].items():
+            if not np.all(np.isfinite(w)):
                 raise TrainingDiverged(f"refusing to checkpoint: parameter {name} is not finite")
         if self.comm.is_root:
-            serialize.save(self.checkpoint_path, self.state_dict())
+            serialize.save(self.checkpoint_path, state)
         self._last_save = time.monotonic()
 
     def resume(self) -> bool:
