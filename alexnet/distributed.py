@@ -171,7 +171,7 @@ class MPICommunicator(Communicator):
         (the structure `minidl.serialize` stores; arrays sent as raw buffers)."""
         arrays = {}
         if self.is_root:
-            skeleton = serialize._split(tree, "", arrays)
+            skeleton, arrays = serialize.split_arrays(tree)
             specs = {k: [a.dtype.str, list(a.shape)] for k, a in arrays.items()}
             header = json.dumps({"tree": skeleton, "arrays": specs})
         header = json.loads(self.broadcast_text(header if self.is_root else ""))
@@ -180,7 +180,7 @@ class MPICommunicator(Communicator):
             a = np.ascontiguousarray(arrays[key]) if self.is_root else np.empty(shape, dtype)
             self.comm.Bcast(a, root=0)
             arrays[key] = a
-        return serialize._join(header["tree"], arrays)
+        return serialize.join_arrays(header["tree"], arrays)
 
     # ------------------------------------------------------------------ agreement
     def _raise_together(self, message):

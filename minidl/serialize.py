@@ -67,11 +67,23 @@ def _join(obj, arrays):
     return obj
 
 
+def split_arrays(state):
+    """(skeleton, arrays): the JSON-ready structure of `state` with each array replaced
+    by a reference, and {reference: NumPy array}. What `save` writes; `join_arrays`
+    puts them back together (also used to send a state between processes)."""
+    arrays = {}
+    return _split(state, "", arrays), arrays
+
+
+def join_arrays(skeleton, arrays):
+    """The state `split_arrays` took apart."""
+    return _join(skeleton, arrays)
+
+
 def save(path, state) -> Path:
     """Write `state` to `path` (.npz) atomically."""
     path = Path(path)
-    arrays = {}
-    tree = _split(state, "", arrays)
+    tree, arrays = split_arrays(state)
     if _STATE_KEY in arrays:
         raise ValueError(f"serialize.save: '{_STATE_KEY}' is a reserved name")
     arrays[_STATE_KEY] = np.frombuffer(json.dumps(tree).encode(), dtype=np.uint8)
@@ -175,7 +187,7 @@ def load(path):
                          "written by minidl.serialize.save")
     try:
         tree = json.loads(arrays.pop(_STATE_KEY).tobytes().decode())
-        return _join(tree, arrays)
+        return join_arrays(tree, arrays)
     except (ValueError, UnicodeError, KeyError, TypeError, RecursionError) as e:
         raise ValueError(unreadable.format(f"its {_STATE_KEY} is damaged: {type(e).__name__}: "
                                            f"{e}")) from None
