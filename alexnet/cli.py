@@ -180,6 +180,25 @@ def cmd_figure1(args):
     print(f"wrote {out}/figure1.png, figure1.csv, figure1.json")
 
 
+def cmd_claims(args):
+    from minidl.cpu.parallel import available_cores
+
+    from .claims import claims, describe
+    from .data.cifar10 import CIFAR10NotFound
+    out = args.output_dir or ("runs/claims-quick" if args.quick else "runs/claims")
+    try:
+        summary = claims(args.names or None, args.data_dir, out, seeds=args.seeds,
+                         quick=args.quick,
+                         jobs=args.workers if args.workers is not None else available_cores(),
+                         progress=progress_bars(args), device=args.device, epochs=args.epochs,
+                         train_images=args.train_images)
+    except CIFAR10NotFound as e:
+        raise FileNotFoundError(f"{e}\nFrom the command line: --data-dir D names the place "
+                                "(a folder, the archive, or cifar-10-batches-py)") from e
+    print(describe(summary))
+    print(f"wrote {out}/claims.md, claims.json, and per claim NAME.png and NAME.csv")
+
+
 def cmd_figure1_sweep(args):
     from .experiments import figure1_sweep
     summary = figure1_sweep(args.data_dir, args.output_dir, lrs=args.lrs,
@@ -368,6 +387,30 @@ def build_parser():
                    help="train nothing: plot and summarise the epochs finished so far")
     f.set_defaults(func=cmd_figure1)
 
+    from .claims import claim_help
+    c = add("claims", help="the paper's other claims (Sections 3-6) as CIFAR-10 experiments",
+            description="Train the variants of each chosen claim (all by default) with the "
+                        "same data order and seeds, and report each claim's numbers against "
+                        "the paper's with a verdict (docs/claims.md). Running the same "
+                        "command again continues; finished runs are kept.\n\nclaims:\n"
+                        + claim_help())
+    c.add_argument("names", nargs="*", metavar="NAME", help="claims to run (default: all)")
+    c.add_argument("--data-dir", default=None, help=cifar_help)
+    _common(c, output=(None, "output folder (default: runs/claims, or runs/claims-quick with "
+                             "--quick)"),
+            workers=(None, positive_int, "train the runs side by side in this many processes "
+                     "(default: one per core)"))
+    c.add_argument("--quick", action="store_true",
+                   help="600 images, 2 epochs: checks the machinery, not the claims")
+    c.add_argument("--seeds", type=positive_int, default=2, help="seeds per variant")
+    c.add_argument("--epochs", type=positive_int, default=None,
+                   help="epochs per run (default 15; longer schedules: docs/claims.md)")
+    c.add_argument("--train-images", type=positive_int, default=None,
+                   help="a balanced training subset (default 10,000)")
+    c.add_argument("--device", type=one_device, default="cpu",
+                   help="cpu, or a GPU such as cuda:0 (then one run after the other)")
+    c.set_defaults(func=cmd_claims)
+
     w = add("figure1-sweep", help="the learning-rate sweep behind Figure 1's rates",
             description="Train each activation at each rate for a few epochs; the best rate "
                         "has the lowest training error at the end.")
@@ -499,6 +542,8 @@ def build_parser():
 _RESUMABLE = {"train": "the last checkpoint is kept; to resume: {resume}",
               "figure1": "the last checkpoints are kept; to resume, run the same command again",
               "figure1-sweep": "run the same command again to start the sweep over",
+              "claims": "finished runs and the last checkpoints are kept; to continue, run "
+                        "the same command again",
               "prepare": "finished chunks are kept; to resume, run the same command again"}
 
 

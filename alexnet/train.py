@@ -117,16 +117,19 @@ class Trainer:
         comm: an `alexnet.distributed` communicator when several processes train one
             model (`batches` then yields this process's share of each batch); the
             default is one process.
+        on_epoch: optional ``on_epoch(record)`` after each finished (and saved) epoch
+            (the experiment runner's progress).
     """
 
     def __init__(self, model, optimizer, batches: Batches, out_dir, config: TrainConfig = None,
                  evaluate: Callable = None, schedule=None, schedule_metric="val_top1",
-                 stop: Callable = None, extra_meta: dict = None, comm: Communicator = None):
+                 stop: Callable = None, extra_meta: dict = None, comm: Communicator = None,
+                 on_epoch: Callable = None):
         self.model, self.optimizer, self.batches = model, optimizer, batches
         self.out = Path(out_dir)
         self.cfg = config or TrainConfig()
         self.evaluate, self.schedule, self.schedule_metric = evaluate, schedule, schedule_metric
-        self.stop = stop
+        self.stop, self.on_epoch = stop, on_epoch
         self.extra_meta = extra_meta or {}
         self.state = TrainState()
         self.device = get_device(input_device(model))
@@ -200,9 +203,11 @@ class Trainer:
             while not s.finished and s.epoch < cfg.max_epochs:
                 self._train_epoch()
                 record = self._end_epoch()
+                if self.on_epoch is not None and self.comm.is_root:
+                    self.on_epoch(record)
                 epochs.update(1)
                 epochs.set_postfix_str(_short(record))
-                if not cfg.progress and self.comm.is_root:
+                if not cfg.progress and self.comm.is_root and self.on_epoch is None:
                     print(f"[{cfg.run_name}] epoch {record['epoch']}: {_short(record)}", flush=True)
         finally:
             epochs.close()

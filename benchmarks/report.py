@@ -168,6 +168,29 @@ def figure1_section(name, data):
     return "\n\n".join(parts)
 
 
+def claims_section(name, data):
+    """The claims experiments (alexnet/claims.py's claims.json): the summary table, a plot
+    per claim."""
+    from alexnet.claims import table as claims_table
+    parts = ["## The paper's claims on CIFAR-10", machine_lines(data.get("machine"), name),
+             f"What each experiment is, and the verdict rule: [claims.md](claims.md). "
+             f"{data.get('seeds')} seeds per variant" + (" (--quick)" if data.get("quick") else "")
+             + ".", claims_table(data)]
+    if data.get("wall_minutes") is not None:
+        parts.append(f"The whole command took {data['wall_minutes']:.0f} minutes of wall time "
+                     f"({data.get('train_minutes', 0):.0f} minutes of training summed over "
+                     "the runs, two at a time).")
+    for claim, path in (data.get("figures") or {}).items():
+        parts.append(f"![{claim}: training (solid) and test (dashed) error per epoch]({path})")
+    if data.get("notes"):
+        parts.append(notes_text(data["notes"]))
+    return "\n\n".join(parts)
+
+
+def is_claims(data):
+    return isinstance(data, dict) and "claims" in data and "seeds" in data
+
+
 def benchmark_section(name, data):
     """A benchmark's JSON (or gpu_check's): every list of rows as a table."""
     info = data.get("machine") or {}
@@ -203,12 +226,14 @@ def load(folder=SNAPSHOTS):
             snapshots[path.stem] = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise SystemExit(f"report: {path} is not valid JSON ({e}); fix or remove it") from None
-    return dict(sorted(snapshots.items(), key=lambda kv: (not is_figure1(kv[1]), kv[0])))
+    return dict(sorted(snapshots.items(),
+                       key=lambda kv: (not is_figure1(kv[1]), not is_claims(kv[1]), kv[0])))
 
 
 def render(snapshots):
     """The page's text for `snapshots` ({name: data})."""
-    sections = [figure1_section(n, d) if is_figure1(d) else benchmark_section(n, d)
+    sections = [figure1_section(n, d) if is_figure1(d) else
+                claims_section(n, d) if is_claims(d) else benchmark_section(n, d)
                 for n, d in snapshots.items()]
     if not sections:
         sections = ["No measurements yet."]
@@ -225,8 +250,8 @@ def add(paths, folder=SNAPSHOTS):
             raise SystemExit(f"report: {path} does not exist; run the benchmark first "
                              f"(its command is in the module's docstring)")
         data = json.loads(path.read_text())
-        if is_figure1(data) and "machine" not in data:
-            data["machine"] = machine(["alexnet", "figure1"])
+        if (is_figure1(data) or is_claims(data)) and "machine" not in data:
+            data["machine"] = machine(["alexnet", "figure1" if is_figure1(data) else "claims"])
             (folder / path.name).write_text(json.dumps(data, indent=1) + "\n")
         else:
             shutil.copyfile(path, folder / path.name)

@@ -23,9 +23,13 @@ class SGD:
         lr: eps, the learning rate (0.01 in the paper).
         momentum: 0.9 in the paper.
         weight_decay: 0.0005 in the paper.
+        per_param: optional {parameter index: (learning-rate multiplier, weight decay)} for
+            parameters that differ from the rest, as cuda-convnet's per-layer epsW, epsB and
+            wc do (its CIFAR-10 nets: biases at twice the weights' rate, decay only in the
+            top layers). The paper's net uses none.
     """
 
-    def __init__(self, params, lr=0.01, momentum=0.9, weight_decay=0.0005):
+    def __init__(self, params, lr=0.01, momentum=0.9, weight_decay=0.0005, per_param=None):
         self.params = list(params)
         if not self.params:
             raise ValueError("SGD: expected at least one parameter, found none")
@@ -33,6 +37,12 @@ class SGD:
             raise ValueError(f"SGD: expected lr > 0, 0 <= momentum < 1, weight_decay >= 0; "
                              f"found lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.per_param = dict(per_param or {})
+        for i, (mult, decay) in self.per_param.items():
+            if not 0 <= i < len(self.params) or mult <= 0 or decay < 0:
+                raise ValueError(f"SGD: per_param expects {{index in 0..{len(self.params) - 1}: "
+                                 f"(lr multiplier > 0, weight decay >= 0)}}; found {i}: "
+                                 f"({mult}, {decay})")
         self.velocity = [p.device.zeros(p.shape, p.dtype) for p in self.params]
 
     # Elements updated at a time on the CPU: w, v, the gradient and one scratch
@@ -47,10 +57,12 @@ class SGD:
         done in place through one small scratch array (no temporaries the size
         of fc6's weights) and, on the CPU, a block of elements at a time.
         """
-        m, lr, wd = self.momentum, self.lr, self.weight_decay
+        m = self.momentum
         for i, (p, v) in enumerate(zip(self.params, self.velocity)):
             if p.grad is None:
                 continue
+            mult, wd = self.per_param.get(i, (1.0, self.weight_decay))
+            lr = self.lr * mult
             with p.device:
                 xp = p.device.xp
                 if not (p.data.flags.c_contiguous and v.flags.c_contiguous):

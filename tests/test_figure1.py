@@ -121,7 +121,7 @@ def test_figure1_in_processes_reports_a_run_error(tmp_path, capsys):
 
 
 def test_core_share_gives_a_process_the_cores_of_the_nets_that_finished():
-    from alexnet.experiments import _CoreShare
+    from alexnet.runner import CoreShare as _CoreShare
     import minidl
 
     class Running:                     # stands in for the shared multiprocessing.Value
