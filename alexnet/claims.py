@@ -61,7 +61,7 @@ class Recipe:
     lr: float = 0.01
     momentum: float = 0.9
     batch_size: int = 128
-    epochs: int = 15
+    epochs: int = 12
     train_images: int = 10000    # a class-balanced subset of the 50,000
     test_images: int = 10000
     crop: int = 24
