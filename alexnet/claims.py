@@ -40,7 +40,7 @@ from .data.prepare import rgb_pca
 from .evaluate import evaluate, evaluate_ten
 from .model import CIFAR_ALEXNET, AlexNet, ConvLocalConfig, ConvLocalNet
 from .runner import Run, run_all, shared
-from .train import CHECKPOINT, TrainConfig, Trainer, read_metrics
+from .train import TrainConfig, Trainer, TrainingDiverged, read_metrics
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -294,22 +294,37 @@ def train_recipe(run_dir, on_epoch, recipe: Recipe, seed: int, data_dir=None, de
             raise ValueError(f"{run_dir} holds a run of other settings; remove it or use "
                              "another output folder")
         trainer.resume()
-    history = trainer.fit()
     result_path = run_dir / RESULT
+    try:
+        history = trainer.fit()
+    except TrainingDiverged as e:
+        # an outcome of the recipe, not a failure of the experiment: recorded, reported
+        _write_json(result_path, {"diverged": str(e)})
+        return read_metrics(run_dir)
     if not result_path.exists() or (ten_patch and "ten" not in json.loads(result_path.read_text())):
         result = {"centre": evaluate(model, test, ks=(1,))}
         if ten_patch:
             result.update(evaluate_ten(model, CifarTest(x_test, y_test, mean, recipe.crop, 50,
                                                         ten=True), ks=(1,)))
-        tmp = result_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(result_path)
+        _write_json(result_path, result)
     return history
+
+
+def _write_json(path, data):
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
 
 
 # ----------------------------------------------------------------------------- measures
 def measure(history, result) -> dict:
-    """The numbers the claims compare, from one run's curves and final test."""
+    """The numbers the claims compare, from one run's curves and final test (None for
+    each when the run diverged)."""
+    if "diverged" in result:
+        return {"diverged": result["diverged"], "test_error": None, "train_error": None,
+                "overfit_gap": None, "ten_patch_error": None, "centre_minus_ten": None,
+                "train_curve": [r["train_top1"] for r in history],
+                "test_curve": [r["test_top1"] for r in history]}
     last = history[-1]
     out = {"test_error": result["centre"]["top1"],
            "train_error": last["train_top1"],
@@ -379,11 +394,10 @@ def claims(names=None, data_dir=None, out="runs/claims", seeds=2, quick=False, j
                 runs[key] = Run(key, train_recipe,
                                 dict(recipe=recipe, seed=seed, data_dir=data_dir, device=device,
                                      ten_patch=bool(ten)),
-                                expected_epochs=recipe.epochs)
+                                expected_epochs=recipe.epochs, label=_label(recipe, seed))
     started = time.monotonic()
-    if progress:
-        print(f"claims: {', '.join(names)}; {len(runs)} runs ({seeds} seed(s) each) in "
-              f"{out}/runs; CIFAR-10 from {cifar10.find_cifar10(data_dir)}", flush=True)
+    print(f"claims: {', '.join(names)}; {len(runs)} runs ({seeds} seed(s) each) in "
+          f"{out}/runs; CIFAR-10 from {cifar10.find_cifar10(data_dir)}", flush=True)
     try:
         run_all(list(runs.values()), out / "runs", jobs=jobs, progress=progress, device=device,
                 title="claims" + (" --quick" if quick else ""))
@@ -397,6 +411,17 @@ def _add_wall_time(out, seconds):
     path = Path(out) / "wall_seconds.json"
     total = json.loads(path.read_text())["seconds"] if path.exists() else 0.0
     path.write_text(json.dumps({"seconds": total + seconds}))
+
+
+def _label(recipe, seed):
+    """The run in words: its net and what differs from that net's default recipe."""
+    base = ALEXNET if recipe.net == "alexnet" else CONV_LOCAL
+    changed = [f"{k}={v}" for k, v in asdict(recipe).items()
+               if k not in RUN_SIZE and getattr(base, k) != v]
+    return f"{recipe.net} [{', '.join(changed) or 'baseline'}] seed {seed}"
+
+
+RUN_SIZE = ("epochs", "train_images", "test_images")
 
 
 def report(names, plan, runs, out, seeds, quick) -> dict:
@@ -425,10 +450,9 @@ def report(names, plan, runs, out, seeds, quick) -> dict:
             var = [m for m in variants[c.variant]["per_seed"]]
             if c.metric == "epochs_to_train_error":
                 # epochs until the training error reaches the worst final error of the two
-                target = max(max(m["train_curve"][-1] for m in base),
-                             max(m["train_curve"][-1] for m in var))
-                a = [epochs_to(m["train_curve"], target) for m in base]
-                b = [epochs_to(m["train_curve"], target) for m in var]
+                target = max(m["train_curve"][-1] for m in base + var if m["train_curve"])
+                a = [None if "diverged" in m else epochs_to(m["train_curve"], target) for m in base]
+                b = [None if "diverged" in m else epochs_to(m["train_curve"], target) for m in var]
                 label = f"epochs to {target:.1%} training error"
             elif c.metric == "centre_minus_ten":
                 a = [m["test_error"] for m in base]                   # centre patch
@@ -438,6 +462,13 @@ def report(names, plan, runs, out, seeds, quick) -> dict:
                 a = [m[c.metric] for m in base]
                 b = [m[c.metric] for m in var]
                 label = c.metric.replace("_", " ")
+            if any(v is None for v in a + b):               # a run diverged
+                rows.append({"baseline": c.baseline, "variant": c.variant, "metric": label,
+                             "paper": c.paper, "baseline_mean": None, "variant_mean": None,
+                             "baseline_sd": None, "variant_sd": None, "difference": None,
+                             "verdict": f"no verdict: {sum(v is None for v in a + b)} run(s) "
+                                        "diverged"})
+                continue
             diffs = [y - x for x, y in zip(a, b)]
             rows.append({"baseline": c.baseline, "variant": c.variant if c.metric != "centre_minus_ten"
                          else "centre patch only", "metric": label,
@@ -471,6 +502,8 @@ def _write_curves(path, variants):
 
 
 def _pm(mean, sd, pct=True):
+    if mean is None:
+        return "diverged"
     f = (lambda v: f"{100 * v:.2f}") if pct else (lambda v: f"{v:.2f}")
     return f(mean) + (f" ± {f(sd)}" if sd is not None else "")
 
@@ -483,7 +516,8 @@ def table(summary) -> str:
         for r in c["comparisons"]:
             pct = not r["metric"].startswith("epochs")
             unit = " pts" if pct else ""
-            diff = f"{100 * r['difference']:+.2f}{unit}" if pct else f"{r['difference']:+.2f}"
+            diff = ("" if r["difference"] is None else
+                    f"{100 * r['difference']:+.2f}{unit}" if pct else f"{r['difference']:+.2f}")
             lines.append(f"| {name} (Sec. {c['section']}) | {r['metric']} | {r['baseline']} | "
                          f"{r['variant']} | {_pm(r['baseline_mean'], r['baseline_sd'], pct)} | "
                          f"{_pm(r['variant_mean'], r['variant_sd'], pct)} | {diff} | "

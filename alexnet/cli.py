@@ -1,6 +1,7 @@
 """The `alexnet` command: argparse subcommands that call the library (no logic here).
 
     alexnet figure1   [--data-dir D] [--output-dir DIR] [--quick]     Figure 1: ReLU vs tanh
+    alexnet claims    [NAME ...] [--quick] [--seeds N]                the paper's other claims
     alexnet inspect   [IMAGE] [--save-maps DIR] [--checkpoint RUN]    every stage for one image
     alexnet prepare   SRC OUT [--workers N]                           ImageNet -> 256x256 cache
     alexnet train     --data-dir CACHE [--output-dir DIR] [--resume [RUN]]   Section 5's recipe
@@ -9,8 +10,9 @@
     alexnet figures   RUN --data-dir CACHE [--output-dir DIR]         Figures 3 and 4
 
 Options follow the habits of common training scripts: --data-dir, --output-dir/-o,
---batch-size/-b, --workers/-j, --resume [PATH]; the older spellings (--data, --out,
---batch, --jobs) still work. Every value is checked here, before any work starts.
+--batch-size/-b, --workers/-j (data-loading processes), --epochs, --devices, --resume
+[PATH]; figure1 and claims train in --processes N. The older spellings (--data, --out,
+--batch, --jobs, figure1's -j and --max-epochs) still work. Every value is checked here, before any work starts.
 """
 from __future__ import annotations
 
@@ -170,7 +172,7 @@ def cmd_figure1(args):
         summary = figure1(args.data_dir, out, quick=args.quick, config=cfg,
                           download=not args.no_download, progress=progress_bars(args),
                           restart=args.restart, report_only=args.report_only,
-                          jobs=args.workers if args.workers is not None else available_cores(),
+                          jobs=args.processes if args.processes is not None else available_cores(),
                           allow_unofficial=args.allow_unofficial_archive, device=args.device)
     except CIFAR10NotFound as e:
         raise FileNotFoundError(f"{e}\nFrom the command line: --data-dir D names the place "
@@ -189,7 +191,7 @@ def cmd_claims(args):
     try:
         summary = claims(args.names or None, args.data_dir, out, seeds=args.seeds,
                          quick=args.quick,
-                         jobs=args.workers if args.workers is not None else available_cores(),
+                         jobs=args.processes if args.processes is not None else available_cores(),
                          progress=progress_bars(args), device=args.device, epochs=args.epochs,
                          train_images=args.train_images)
     except CIFAR10NotFound as e:
@@ -335,10 +337,20 @@ def _common(p, data_help=None, output=None, batch=None, workers=None):
         p.add_argument("--batch-size", "-b", "--batch", dest="batch_size", type=positive_int,
                        default=batch, metavar="N", help="images per batch")
     if workers:
-        p.add_argument("--workers", "-j", dest="workers", default=workers[0], type=workers[1],
-                       metavar="N", help=workers[2])
+        p.add_argument("--workers", "-j", "--jobs", dest="workers", default=workers[0],
+                       type=workers[1], metavar="N", help=workers[2])
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (they are off anyway when stderr is not a terminal)")
+
+
+def _processes(p, text):
+    """--processes: training processes of figure1 and claims (not data-loading workers,
+    which -j/--workers means elsewhere; -j, --workers and --jobs, their old spellings here,
+    still work)."""
+    p.add_argument("--processes", dest="processes", type=positive_int, default=None,
+                   metavar="N", help=text)
+    p.add_argument("-j", "--workers", "--jobs", dest="processes", type=positive_int,
+                   help=argparse.SUPPRESS)
 
 
 def build_parser():
@@ -357,14 +369,13 @@ def build_parser():
                         "3.1, Figure 1). Running the same command again resumes.")
     f.add_argument("--data-dir", default=None, help=cifar_help)
     _common(f, output=(None, "output folder (default: runs/figure1, or runs/figure1-quick "
-                             "with --quick)"),
-            workers=(None, positive_int, "train the nets side by side in this many processes, "
-                     "the cores shared out among them (default: one per core, at most one per "
-                     "net; 1: one after the other)"))
-    f.add_argument("--jobs", dest="workers", type=positive_int, help=argparse.SUPPRESS)
+                             "with --quick)"))
+    _processes(f, "train the nets side by side in this many processes, the cores shared "
+                  "out among them (default: one per core, at most one per net; 1: one after "
+                  "the other)")
     f.add_argument("--quick", action="store_true", help="a short run on 5,000 images, 3 epochs")
-    f.add_argument("--max-epochs", type=positive_int, default=None,
-                   help="bound on each net's epochs (default 60)")
+    f.add_argument("--epochs", "--max-epochs", dest="max_epochs", type=positive_int,
+                   default=None, help="bound on each net's epochs (default 60)")
     f.add_argument("--lr-relu", type=positive_float, default=None,
                    help="override the tuned ReLU rate (default 0.004)")
     f.add_argument("--lr-tanh", type=positive_float, default=None,
@@ -375,7 +386,7 @@ def build_parser():
                    help="comma-separated subset of relu,tanh (e.g. to train them in two "
                         "processes; default both)")
     f.add_argument("--seed", type=count, default=None, help="random seed (default 0)")
-    f.add_argument("--device", type=one_device, default="cpu",
+    f.add_argument("--device", "--devices", dest="device", type=one_device, default="cpu",
                    help="where the nets train: cpu, or a GPU such as cuda:0 (then one after "
                         "the other)")
     f.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
@@ -397,9 +408,9 @@ def build_parser():
     c.add_argument("names", nargs="*", metavar="NAME", help="claims to run (default: all)")
     c.add_argument("--data-dir", default=None, help=cifar_help)
     _common(c, output=(None, "output folder (default: runs/claims, or runs/claims-quick with "
-                             "--quick)"),
-            workers=(None, positive_int, "train the runs side by side in this many processes "
-                     "(default: one per core)"))
+                             "--quick)"))
+    _processes(c, "train the runs side by side in this many processes, the cores shared out "
+                  "among them (default: one per core; 1: one after the other)")
     c.add_argument("--quick", action="store_true",
                    help="600 images, 2 epochs: checks the machinery, not the claims")
     c.add_argument("--seeds", type=positive_int, default=2, help="seeds per variant")
@@ -407,7 +418,7 @@ def build_parser():
                    help="epochs per run (default 12; longer schedules: docs/claims.md)")
     c.add_argument("--train-images", type=positive_int, default=None,
                    help="a balanced training subset (default 10,000)")
-    c.add_argument("--device", type=one_device, default="cpu",
+    c.add_argument("--device", "--devices", dest="device", type=one_device, default="cpu",
                    help="cpu, or a GPU such as cuda:0 (then one run after the other)")
     c.set_defaults(func=cmd_claims)
 
@@ -559,11 +570,13 @@ def main(argv=None):
             return 1
     try:
         return args.func(args) or 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         hint = _RESUMABLE.get(args.command, "nothing was written").format(
             resume=_resume_command(argv))
-        print(f"\nalexnet {args.command}: interrupted; {hint}", file=sys.stderr)
-        return 130
+        signum = getattr(e, "signum", 2)              # alexnet.runner.Interrupted: SIGTERM too
+        what = "interrupted" if signum == 2 else "stopped by SIGTERM"
+        print(f"\nalexnet {args.command}: {what}; {hint}", file=sys.stderr)
+        return 128 + signum                           # 130 for Ctrl-C, 143 for SIGTERM
     except (ValueError, RuntimeError, KeyError) as e:
         print(f"alexnet {args.command}: error: {e}", file=sys.stderr)
         return 1

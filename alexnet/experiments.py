@@ -92,9 +92,8 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
     if not report_only:
         data = cifar10.load_cifar10(data_dir, download=download, progress=progress,  # fetch, check
                                     allow_unofficial=allow_unofficial)
-        if progress:
-            print(f"figure1: CIFAR-10 from {cifar10.find_cifar10(data_dir)}; "
-                  f"{cfg.train_images:,} training images; results in {out}/", flush=True)
+        print(f"figure1: CIFAR-10 from {cifar10.find_cifar10(data_dir)}; "
+              f"{cfg.train_images:,} training images; results in {out}/", flush=True)
         del data
         runs = [Run(act, _figure1_run, dict(data_dir=data_dir, activation=act, cfg=cfg,
                                             restart=restart, device=device),

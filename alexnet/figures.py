@@ -60,12 +60,18 @@ def plot_claim(name, variants: dict, path, title=None) -> Path:
     for i, (variant, runs) in enumerate(variants.items()):
         colour = colours[i % len(colours)]
         for key, style, what in (("train_curve", "-", "training"), ("test_curve", "--", "test")):
-            curves = np.array([r[key] for r in runs], float)          # (seeds, epochs)
-            epochs = np.arange(1, curves.shape[1] + 1)
-            ax.plot(epochs, curves.mean(0), style, color=colour, lw=1.6,
+            n = max(len(r[key]) for r in runs)
+            if n == 0:
+                continue
+            curves = np.full((len(runs), n), np.nan)                  # (seeds, epochs)
+            for i, r in enumerate(runs):                             # a diverged run stops early
+                curves[i, :len(r[key])] = r[key]
+            epochs = np.arange(1, n + 1)
+            ax.plot(epochs, np.nanmean(curves, 0), style, color=colour, lw=1.6,
                     label=f"{variant}, {what}")
             if len(curves) > 1:
-                ax.fill_between(epochs, curves.min(0), curves.max(0), color=colour, alpha=0.12)
+                ax.fill_between(epochs, np.nanmin(curves, 0), np.nanmax(curves, 0),
+                                color=colour, alpha=0.12)
     ax.set_xlabel("epoch")
     ax.set_ylabel("error rate (lower is better)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

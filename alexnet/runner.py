@@ -49,11 +49,13 @@ class Run:
         run_dir and calls ``on_epoch(record)`` after each finished epoch.
     kwargs: its settings (picklable).
     expected_epochs: how many epochs it will likely train, for the ETA.
+    label: what the progress lines call it (default: its name).
     """
     name: str
     train: Callable
     kwargs: dict = field(default_factory=dict)
     expected_epochs: int = 1
+    label: str = ""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -89,11 +91,12 @@ def run_all(runs, out, jobs=1, progress=True, device="cpu", title="experiment") 
     done = {r.name: len(read_metrics(out / r.name)) for r in runs}
     expected = {r.name: max(r.expected_epochs, done[r.name]) for r in runs}
     bar = tqdm(total=sum(expected.values()), initial=sum(done.values()), desc=title,
-               unit="epoch", disable=not progress, dynamic_ncols=True)
+               unit="epoch", disable=not progress)
     if any(done.values()):
         bar.write(f"{title}: continuing: {sum(done.values())} epochs of {len(runs)} runs already "
                   f"done in {out} are kept")
     seen = dict(done)
+    labels = {r.name: r.label or r.name for r in runs}
 
     def on_epoch(name, record):
         seen[name] = record["epoch"]
@@ -101,7 +104,7 @@ def run_all(runs, out, jobs=1, progress=True, device="cpu", title="experiment") 
             bar.total += seen[name] - expected[name]
             expected[name] = seen[name]
         bar.update(1)
-        line = f"{name} epoch {record['epoch']}: " + ", ".join(
+        line = f"{labels[name]} epoch {record['epoch']}: " + ", ".join(
             f"{k} {record[k]:.4f}" for k in ("train_loss", "train_top1", "test_top1") if k in record)
         if progress:
             bar.write(line)
@@ -231,10 +234,24 @@ def _child_init(running, cores, events):
     global _child
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group: the parent acts
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
     # tqdm's default lock is a multiprocessing semaphore, which a process stopped by the
     # parent could not release (a "leaked semaphore" warning); a thread lock does here.
     tqdm.set_lock(threading.RLock())
     _child = (running, cores, events)
+
+
+def _die_with_parent():
+    """Linux: SIGTERM this worker when the parent dies (a SIGKILL gives the parent no time
+    to stop it), so an orphan never trains on beside the command that resumes its run."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)              # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:                          # the parent died before prctl
+        os._exit(1)
 
 
 def _child_run(run: Run, run_dir):

@@ -149,3 +149,56 @@ def test_an_unknown_claim_is_a_clear_error(tmp_path, capsys):
     assert cli.main(["claims", "nonsense", "--data-dir", str(data), "-o", str(tmp_path / "o"),
                      "--quick"]) == 1
     assert "unknown claim(s) ['nonsense']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_runs_and_the_same_command_continues(tmp_path):
+    """A scheduler's SIGTERM mid-experiment: exit 143 with the hint, no traceback; the same
+    command then keeps the finished runs and finishes the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    data = tmp_path / "data"
+    write_cifar(data, n=60)
+    out = tmp_path / "claims"
+    cmd = [sys.executable, "-m", "alexnet", "claims", "dropout", "--quick", "--data-dir",
+           str(data), "-o", str(out), "--seeds", "2", "--train-images", "40", "--no-progress",
+           "--processes", "2", "--epochs", "3"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIDL_")}
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while not list(out.glob("runs/*/seed*/result.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        assert p.poll() is None, p.communicate()
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert "stopped by SIGTERM" in err and "run the same command again" in err
+    assert "Traceback" not in err
+    finished = {r.parent: r.stat().st_mtime_ns for r in out.glob("runs/*/seed*/result.json")}
+    assert finished
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert {r.parent: r.stat().st_mtime_ns for r in out.glob("runs/*/seed*/result.json")
+            if r.parent in finished} == finished
+    assert len(list(out.glob("runs/*/seed*/result.json"))) == 4
+    for result in out.glob("runs/*/seed*/metrics.jsonl"):
+        assert [json.loads(line)["epoch"] for line in result.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_a_diverged_run_is_an_outcome_not_a_crash(tmp_path):
+    data = tmp_path / "data"
+    write_cifar(data, n=40)
+    recipe = dataclasses.replace(C.ALEXNET, lr=1e4, epochs=2, train_images=40, test_images=20)
+    history = C.train_recipe(tmp_path / "run", lambda record: None, recipe, seed=0,
+                             data_dir=str(data))
+    result = json.loads((tmp_path / "run" / C.RESULT).read_text())
+    assert "loss" in result["diverged"] and len(history) < recipe.epochs
+    m = C.measure(history, result)
+    assert m["test_error"] is None and m["diverged"]
+    from alexnet.figures import plot_claim
+    ok = {"train_curve": [0.9, 0.8], "test_curve": [0.9, 0.85]}
+    plot_claim("x", {"a": [ok, m], "b": [ok, ok]}, tmp_path / "x.png")
+    assert (tmp_path / "x.png").stat().st_size > 1000

@@ -84,7 +84,7 @@ def test_walkthrough_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace = runpy.run_path(str(ROOT / "docs" / "walkthrough.py"), run_name="__main__")
-    pngs = sorted(p.name for p in (tmp_path / "walkthrough").glob("*.png"))
+    pngs = sorted(p.name for p in (tmp_path / "runs" / "walkthrough").glob("*.png"))
     stages = namespace["stages"]
     assert len(pngs) == len(stages) + 1          # one plot per stage, and the input image
     assert [s.devices for s in stages if s.name == "conv1"] == [["cpu:0", "cpu:1"]]
