@@ -166,8 +166,8 @@ def _in_processes(runs, out, jobs, on_epoch, on_finish):
         except BaseException:
             # Ctrl-C, SIGTERM or one run's error: stop the others now rather than wait
             # for them. Their last checkpoints are whole, so the same command resumes.
-            for f in futures:
-                f.cancel()
+            # (No Future.cancel(): the executor then marks every unfinished future broken,
+            # and Python 3.11's does so with a traceback for a cancelled one.)
             _stop_processes(pool)
             raise
     return histories
