@@ -76,9 +76,9 @@ class Recipe:
 # (docs/claims.md says what each scales down). The conv-local recipe keeps cuda-convnet's
 # learning rates (epsW 0.001, epsB 0.002, momentum 0.9, decay 0.004 on the top three
 # layers) and data (24x24 crops and flips, no colour noise, no dropout).
-ALEXNET = Recipe()
+ALEXNET = Recipe(epochs=8)
 CONV_LOCAL = Recipe(net="conv-local", lrn=True, dropout=0.0, pca=False, weight_decay=0.004,
-                    lr=0.001)
+                    lr=0.001, epochs=12)
 
 QUICK = dict(epochs=2, train_images=600, test_images=300)     # --quick: the machinery only
 

@@ -415,7 +415,7 @@ def build_parser():
                    help="600 images, 2 epochs: checks the machinery, not the claims")
     c.add_argument("--seeds", type=positive_int, default=2, help="seeds per variant")
     c.add_argument("--epochs", type=positive_int, default=None,
-                   help="epochs per run (default 12; longer schedules: docs/claims.md)")
+                   help="epochs per run (default: 8 for the AlexNet runs, 12 for claim 1's net; longer schedules: docs/claims.md)")
     c.add_argument("--train-images", type=positive_int, default=None,
                    help="a balanced training subset (default 10,000)")
     c.add_argument("--device", "--devices", dest="device", type=one_device, default="cpu",
