@@ -39,6 +39,8 @@ from minidl import Tensor, nn
 from minidl import functions as F
 from minidl.backend import get_device, to_numpy
 
+from .settings import check as check_setting
+
 
 # ----------------------------------------------------------------------------
 # The paper's numbers, each with its section
@@ -92,6 +94,8 @@ class AlexNetConfig:
         return s1, p1, p2, p(p2)
 
     def check(self):
+        for name in ("input_size", "conv_channels", "fc_features", "weight_std"):
+            check_setting(name, getattr(self, name), "AlexNetConfig: ")
         if self.columns not in (1, 2):
             raise ValueError(f"AlexNetConfig: expected columns 1 or 2, found {self.columns}")
         if any(c % self.columns for c in self.conv_channels) or self.fc_features % self.columns:
