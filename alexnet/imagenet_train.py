@@ -369,6 +369,9 @@ def train_imagenet(cache=None, out="runs/alexnet", recipe=None, columns=None, de
                                                 if k in MAY_CHANGE_ON_RESUME}).check()
         cache = cache if cache is not None else saved.get("cache")
         devices = devices if devices is not None else saved["devices"]
+        if cache is None:
+            raise ValueError(f"{ckpt} does not say which cache the run was trained on; give "
+                             "it: --data-dir CACHE")
     else:
         recipe = Recipe(**given).check()
         if cache is None:

@@ -439,9 +439,10 @@ def verify(cache, progress=False) -> list:
     splits = [s for s, e in manifest["splits"].items() if e.get("complete")]
     if not splits:
         problems.append(f"{cache}: no complete split (have: {sorted(manifest['splits'])})")
-    for i, split in enumerate(splits):
+    for split in splits:                      # the mean and the PCA come with train
         try:
-            open_split(cache, split, mean=i == 0, pca=i == 0 and "pca" in manifest["arrays"],
+            open_split(cache, split, mean=split == "train",
+                       pca=split == "train" and "pca" in manifest["arrays"],
                        checksums=True, progress=progress)
         except (CacheError, OSError) as e:
             problems.append(str(e))
