@@ -21,7 +21,7 @@ from PIL import Image
 from alexnet import cli
 from alexnet.data import cifar10 as C
 from alexnet.data.imagenet import find_split, load_devkit, parse_meta
-from alexnet.data.prepare import load_image, open_split, prepare
+from alexnet.data.prepare import load_image, open_split, prepare, verify
 from test_cifar10 import N, make_archive, make_batches, write_batch
 from test_imagenet import FIXTURE
 from test_imagenet_train import image_folder
@@ -523,6 +523,22 @@ def test_a_rebuild_is_written_beside_and_moved_into_place(good_cache, tmp_path):
     assert not np.array_equal(open_split(cache, "train").images, before)
     with pytest.raises(CacheChanged, match="changed since this run opened it"):
         pickle.loads(pickle.dumps(old))                        # what a loader worker does
+
+
+def test_prepare_again_leaves_a_finished_cache_alone_and_keeps_an_unfinished_rebuild(
+        good_cache, tmp_path):
+    cache = _copy(good_cache, tmp_path)
+    src = json.loads((cache / "manifest.json").read_text())["source"]
+    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    prepare(src, cache, workers=0, size=76, progress=False, chunk_size=4)
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before   # not rewritten
+    prepare(src, cache, workers=0, size=76, progress=False, chunk_size=4, rebuild=True,
+            max_chunks=1)                                    # a rebuild, interrupted
+    with pytest.warns(UserWarning, match="unfinished rebuild.*--rebuild to finish it"):
+        m = prepare(src, cache, workers=0, size=76, progress=False, chunk_size=4)
+    assert m["splits"]["train"]["complete"] and (cache / ".build").is_dir()
+    prepare(src, cache, workers=0, size=76, progress=False, chunk_size=4, rebuild=True)
+    assert not (cache / ".build").exists() and verify(cache) == []
 
 
 def test_an_interrupted_move_into_place_is_finished_by_the_next_prepare(good_cache, tmp_path,

@@ -533,29 +533,38 @@ def prepare(src, out, workers=None, splits=None, size=SIZE, chunk_size=256,
 
 def _finish(out, current, keep, staged, splits) -> dict:
     """The manifest of OUT as it now stands. When every split asked for is complete,
-    the build is moved into place (`cache.commit`); until then OUT is left alone."""
+    the splits built in OUT/.build are moved into place (`cache.commit`); until then
+    OUT is left alone."""
+    build = out / BUILD
+    building = {s: e for s, e in staged["splits"].items()   # asked for, or finished earlier
+                if s not in keep and (s in splits or e.get("complete"))}
     manifest = {k: v for k, v in staged.items() if k not in ("splits", "arrays")}
     manifest.update(format="alexnet-ilsvrc-cache", version=CACHE_VERSION,
                     resize=f"shorter side to {staged['size']} (Pillow bicubic, JPEG draft), "
                            "central crop",
                     splits={}, arrays={})
-    names = ["mean", "pca"] if "train" in keep else []
-    for split, entry in keep.items():                     # finished splits carried over
-        manifest["splits"][split] = entry
-        names += [f"{split}_images", f"{split}_labels"]
-    for name in names:
-        if name in current.get("arrays", {}):
-            manifest["arrays"][name] = current["arrays"][name]
-    for key in ("mean", "pca"):
-        if "train" in keep and key in current:
-            manifest[key] = current[key]
-    manifest["splits"].update(staged["splits"])
-    manifest["arrays"].update(staged["arrays"])
-    if not all(manifest["splits"].get(s, {}).get("complete") for s in splits) or not all(
-            e.get("complete") for e in staged["splits"].values()):
+    for source, chosen in ((current, keep), (staged, building)):
+        names = [n for s in chosen for n in (f"{s}_images", f"{s}_labels")]
+        names += ["mean", "pca"] if "train" in chosen else []
+        manifest["splits"].update(chosen)
+        manifest["arrays"].update({n: source["arrays"][n] for n in names
+                                   if n in source.get("arrays", {})})
+        for key in ("mean", "pca"):
+            if "train" in chosen and key in source:
+                manifest[key] = source[key]
+    if not building:                            # nothing built: the cache stays as it is
+        if staged["splits"]:
+            warnings.warn(f"{build} holds an unfinished rebuild of {sorted(staged['splits'])}; "
+                          "run the command with --rebuild to finish it, or delete the folder",
+                          stacklevel=3)
+        else:
+            shutil.rmtree(build, ignore_errors=True)
         return manifest
-    files = [n for s in staged["splits"] for n in _split_files(s)]
-    files += ["mean.npy", "pca.npz"] if "train" in staged["splits"] else []
+    if not all(manifest["splits"].get(s, {}).get("complete") for s in splits) or not all(
+            e.get("complete") for e in building.values()):
+        return manifest
+    files = [n for s in building for n in _split_files(s)]
+    files += ["mean.npy", "pca.npz"] if "train" in building else []
     dropped = [n for s in current.get("splits", {}) if s not in manifest["splits"]
                for n in _split_files(s)]
     commit(out, manifest, files, remove=dropped)
