@@ -17,11 +17,11 @@ again after opening the arrays and starts over if it changed.
 **Checked when opened** (`open_split`), always: the manifest's entries; each array's
 header, shape, dtype and length against the manifest; as many image rows as labels
 as the split's count; labels in -1..classes-1; the mean and the PCA present (when
-asked for) and of the right shape. The checksums (CRC-32: 0.2 s per GiB of one
-core on the 2-core Xeon of docs/results.md, from memory; a disk adds its read time)
-of the labels, the mean and the PCA are checked at every open (ImageNet's labels are
-10 MB: milliseconds), those of the images when their file is at most
-`VERIFY_AT_OPEN` (1 GiB: a fifth of a second), so ILSVRC's 252 GB of training
+asked for) and of the right shape. The checksums (CRC-32: 0.2-0.3 s per GiB of one
+core on a 2-core Xeon, from memory, `python -m benchmarks.bench_data`; a disk adds its
+read time) of the labels, the mean and the PCA are checked at every open (ImageNet's
+labels are 10 MB: milliseconds), those of the images when their file is at most
+`VERIFY_AT_OPEN` (1 GiB: a fraction of a second), so ILSVRC's 252 GB of training
 images are checked by `alexnet prepare --verify CACHE` (`verify`), which checks
 everything and names the damaged rows.
 
