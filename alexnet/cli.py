@@ -4,8 +4,10 @@
     alexnet claims    [NAME ...] [--quick] [--seeds N]                the paper's other claims
     alexnet inspect   [IMAGE] [--save-maps DIR] [--checkpoint RUN]    every stage for one image
     alexnet prepare   SRC OUT [--workers N]                           ImageNet -> 256x256 cache
-    alexnet train     --data-dir CACHE [--output-dir DIR] [--resume [RUN]]   Section 5's recipe
+    alexnet prepare   --verify CACHE                                  check every checksum
+    alexnet train     --data-dir CACHE [--output-dir DIR]             Section 5's recipe
                       [--devices cuda:0,cuda:1] [--columns 2] [--schedule plateau|2012]
+    alexnet train     --resume RUN                    continue a run, with its saved settings
     alexnet evaluate  RUN --data-dir CACHE [--patches both]           top-1/top-5 error
     alexnet figures   RUN --data-dir CACHE [--output-dir DIR]         Figures 3 and 4
 
@@ -23,6 +25,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .settings import argument as setting
 
 # ----------------------------------------------------------------------------- values
 # The one place command-line values are checked: each type names what it expects.
@@ -51,11 +54,6 @@ def count(text):
 def positive_float(text):
     """A finite number > 0 (learning rates, minutes, standard deviations)."""
     return _number(text, float, lambda v: v > 0, "a positive finite number")
-
-
-def positive_ints(text):
-    """Comma-separated whole numbers >= 1, e.g. 8,12,16,12,8."""
-    return tuple(positive_int(v.strip()) for v in text.split(","))
 
 
 def positive_floats(text):
@@ -219,6 +217,11 @@ def cmd_inspect(args):
 
 
 def cmd_prepare(args):
+    if args.verify is not None:
+        return _verify(args)
+    if args.src is None or args.out is None:
+        raise ValueError("expected SRC and OUT (alexnet prepare SRC OUT), or --verify CACHE to "
+                         "check a cache")
     from .data.prepare import prepare
     manifest = prepare(args.src, args.out, workers=args.workers, splits=args.splits,
                        size=args.size, chunk_size=args.chunk_size, devkit=args.devkit,
@@ -230,6 +233,37 @@ def cmd_prepare(args):
               f"{entry.get('refused', 0)} refused, {state}")
     print(f"{len(manifest.get('wnids', []))} classes; cache in {args.out} "
           f"(skipped and refused files: {args.out}/report.json)")
+
+
+def _verify(args):
+    """`alexnet prepare --verify CACHE`: every checksum; 0 if sound, 1 with what is wrong."""
+    import time
+
+    import numpy as np
+
+    from .data.cache import read_manifest, verify
+    if args.src is not None:
+        raise ValueError(f"--verify checks one cache: alexnet prepare --verify CACHE (found "
+                         f"also {args.src!r}{' and ' + repr(args.out) if args.out else ''})")
+    start = time.monotonic()
+    version = read_manifest(args.verify, any_version=True)["version"]
+    problems = verify(args.verify, progress=progress_bars(args))
+    if problems:
+        print(f"{args.verify}: {len(problems)} problem(s):", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    manifest = read_manifest(args.verify)
+    gib = sum(math.prod(r["shape"]) * np.dtype(r["dtype"]).itemsize if "shape" in r else r["bytes"]
+              for r in manifest["arrays"].values()) / 2**30
+    done = "upgraded to checksums, " if version == 1 else ""
+    print(f"{args.verify}: sound ({done}{len(manifest['arrays'])} arrays, {gib:.2f} GiB of "
+          f"data checked against the manifest's counts, shapes, dtypes and checksums in "
+          f"{time.monotonic() - start:.1f} s)")
+    if version == 1:
+        print("  its checksums were recorded as the arrays are now: damage from before cannot "
+              "be found this way (rebuild from SRC if in doubt)")
+    return 0
 
 
 def _resume_dir(args):
@@ -248,13 +282,20 @@ def _resume_dir(args):
                      f"{'a file named ' + path.name if path.exists() else 'nothing there'}")
 
 
+# The options of `alexnet train` that are settings of the run (Recipe fields and model
+# options): left out, they are the paper's for a new run and the saved run's on --resume.
+RECIPE_OPTIONS = ("batch_size", "lr", "epochs", "schedule", "patience", "seed")
+MODEL_OPTIONS = ("columns", "input_size", "conv_channels", "fc_features", "weight_std")
+
+
 def cmd_train(args):
     from .distributed import world
-    from .imagenet_train import Recipe, train_imagenet
+    from .imagenet_train import train_imagenet
     from .train import CHECKPOINT
-    recipe = Recipe(batch_size=args.batch_size, lr=args.lr if args.lr is not None else Recipe.lr,
-                    epochs=args.epochs, schedule=args.schedule, patience=args.patience,
-                    seed=args.seed)
+    recipe = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
+    if args.no_pca_noise:
+        recipe["color_std"] = 0.0
+    model = {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k) is not None}
     comm = world()                  # under mpiexec: one of several processes
     with comm.abort_on_error("alexnet train"):
         run = _resume_dir(args)
@@ -266,17 +307,12 @@ def cmd_train(args):
                                       f"{_resume_command(args.argv)}\nor choose another "
                                       "--output-dir to start a new one")
         comm.root_check(check_out)  # rank 0 reads and writes the run folder
-        history = train_imagenet(args.data_dir, out, recipe, columns=args.columns,
-                                 devices=args.devices, input_size=args.input_size,
-                                 conv_channels=args.conv_channels, fc_features=args.fc_features,
-                                 weight_std=args.weight_std,
-                                 resume=run is not None,
-                                 resume_lr=args.lr if run is not None else None,
-                                 workers=args.workers,
+        history = train_imagenet(args.data_dir, out, recipe, devices=args.devices,
+                                 resume=run is not None, workers=args.workers,
                                  eval_batch_size=args.eval_batch_size,
                                  checkpoint_minutes=args.checkpoint_minutes,
                                  checkpoint_steps=args.checkpoint_steps,
-                                 progress=progress_bars(args))
+                                 progress=progress_bars(args), **model)
     if not comm.is_root:
         return 0
     if history:
@@ -322,18 +358,22 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpF
         return super()._get_help_string(action)
 
 
-def _common(p, data_help=None, output=None, batch=None, workers=None):
+def _common(p, data_help=None, output=None, batch=None, workers=None, data_required=True):
     """The options every command spells alike (old spellings kept as aliases).
 
     output: (default, help) of --output-dir/-o; workers: (default, type, help) of
-    --workers/-j; batch: the default of --batch-size/-b."""
+    --workers/-j; batch: the default of --batch-size/-b, or (None, help) for an option
+    whose default is said in its help."""
     if data_help:
-        p.add_argument("--data-dir", "--data", dest="data_dir", required=True, metavar="DIR",
-                       help=data_help)
+        p.add_argument("--data-dir", "--data", dest="data_dir", required=data_required,
+                       metavar="DIR", help=data_help)
     if output:
         p.add_argument("--output-dir", "-o", "--out", dest="output_dir", default=output[0],
                        metavar="DIR", help=output[1])
-    if batch is not None:
+    if isinstance(batch, tuple):
+        p.add_argument("--batch-size", "-b", "--batch", dest="batch_size",
+                       type=setting("batch_size"), default=None, metavar="N", help=batch[1])
+    elif batch is not None:
         p.add_argument("--batch-size", "-b", "--batch", dest="batch_size", type=positive_int,
                        default=batch, metavar="N", help="images per batch")
     if workers:
@@ -458,9 +498,15 @@ def build_parser():
     r = add("prepare", help="ILSVRC -> the 256x256 uint8 cache, mean image, RGB PCA",
             description="Decode ILSVRC once into the cache the loader maps (Section 2). "
                         "Running the same command again resumes.")
-    r.add_argument("src", help="a folder with train/ and val/ (WNID folders, or a flat val/ with "
-                               "the devkit), or with the official tars and the devkit")
-    r.add_argument("out", help="the cache folder (running again resumes an interrupted run)")
+    r.add_argument("src", nargs="?", help="a folder with train/ and val/ (WNID folders, or a "
+                                          "flat val/ with the devkit), or with the official "
+                                          "tars and the devkit")
+    r.add_argument("out", nargs="?",
+                   help="the cache folder (running again resumes an interrupted run)")
+    r.add_argument("--verify", default=None, metavar="CACHE",
+                   help="check a cache instead: every array against the counts, shapes, dtypes "
+                        "and checksums of its manifest (alexnet prepare --verify CACHE); a cache "
+                        "of an earlier version gets its checksums recorded")
     _common(r, workers=(None, count, "decoding processes (default: all CPUs; 0: decode here)"))
     r.add_argument("--splits", type=split_names, default=None,
                    help="comma-separated subset of train,val,test (default: train and val)")
@@ -474,45 +520,57 @@ def build_parser():
     r.add_argument("--exif-transpose", action="store_true",
                    help="apply EXIF orientation (default: ignored, as ImageNet tools did)")
     r.add_argument("--rebuild", action="store_true",
-                   help="rebuild a finished cache made from another SRC or settings")
+                   help="build the splits again even if OUT holds them finished (made from "
+                        "another SRC or settings, or damaged); written beside the old cache "
+                        "and moved into place once complete")
     r.set_defaults(func=cmd_prepare)
 
     t = add("train", help="train AlexNet on a prepared cache (Section 5)",
             description="Train AlexNet with Section 5's recipe. Interrupted, it resumes with "
-                        "the same command plus --resume.")
-    _common(t, data_help="the cache made by `alexnet prepare`",
-            output=("runs/alexnet", "run folder"), batch=128,
+                        "the same command plus --resume (or just --resume RUN): the run's "
+                        "settings come from its checkpoint.")
+    _common(t, data_help="the cache made by `alexnet prepare` (on --resume, default: the "
+                         "run's)",
+            output=("runs/alexnet", "run folder"), data_required=False,
+            batch=(None, "images per batch (default 128, Section 5)"),
             workers=(2, count, "loader processes per loader (0: build batches here)"))
     t.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN",
                    help="continue a run exactly: the --output-dir's, or RUN (a run folder or "
-                        "its checkpoint.npz); --lr, --epochs and logging options may change")
-    t.add_argument("--devices", type=devices, default="cpu",
-                   help="one per column: cuda:0,cuda:1 (the paper), cpu:0,cpu:1, or one for both")
-    t.add_argument("--columns", type=int, default=2, choices=(1, 2),
-                   help="2: Figure 2; 1: Section 3.2's one-GPU net (half the conv kernels)")
-    t.add_argument("--lr", type=positive_float, default=None,
+                        "its checkpoint.npz), with the settings saved in it; --lr, --epochs "
+                        "and logging options may change, the others given must match")
+    t.add_argument("--devices", type=devices, default=None,
+                   help="one per column: cuda:0,cuda:1 (the paper), cpu:0,cpu:1, or one for "
+                        "both (default cpu; on --resume: the run's)")
+    t.add_argument("--columns", type=int, default=None, choices=(1, 2),
+                   help="2: Figure 2 (default); 1: Section 3.2's one-GPU net (half the conv "
+                        "kernels)")
+    t.add_argument("--lr", type=setting("lr"), default=None,
                    help="learning rate (default 0.01, Section 5; on --resume: the saved run's "
                         "current rate)")
-    t.add_argument("--epochs", type=positive_int, default=90, help="epochs (Section 5)")
-    t.add_argument("--schedule", default="plateau", choices=("plateau", "2012"),
-                   help="plateau: /10 when val top-1 error stops improving, 3 times at most; "
-                        "2012: /10 at epochs 23, 51, 78")
-    t.add_argument("--patience", type=count, default=3,
-                   help="plateau: epochs without improvement before dividing")
-    t.add_argument("--seed", type=count, default=0, help="init, dropout, data order")
+    t.add_argument("--epochs", type=setting("epochs"), default=None,
+                   help="epochs (default 90, Section 5)")
+    t.add_argument("--schedule", default=None, choices=("plateau", "2012"),
+                   help="plateau (default): /10 when val top-1 error stops improving, 3 times "
+                        "at most; 2012: /10 at epochs 23, 51, 78")
+    t.add_argument("--patience", type=setting("patience"), default=None,
+                   help="plateau: epochs without improvement before dividing (default 3)")
+    t.add_argument("--seed", type=setting("seed"), default=None,
+                   help="init, dropout, data order (default 0)")
+    t.add_argument("--no-pca-noise", action="store_true",
+                   help="no PCA colour noise (Section 4.1): for a cache without pca.npz")
     t.add_argument("--eval-batch-size", "--eval-batch", dest="eval_batch_size",
                    type=positive_int, default=None, help="validation batch (default --batch-size)")
     t.add_argument("--checkpoint-minutes", type=positive_float, default=10.0,
                    help="also checkpoint every M minutes (always at the end of an epoch)")
     t.add_argument("--checkpoint-steps", type=count, default=0,
                    help="also every N steps (0: off)")
-    t.add_argument("--input-size", type=positive_int, default=227,
-                   help="patch side (see model.py)")
-    t.add_argument("--conv-channels", type=positive_ints, default=None,
+    t.add_argument("--input-size", type=setting("input_size"), default=None,
+                   help="patch side (default 227, see model.py)")
+    t.add_argument("--conv-channels", type=setting("conv_channels"), default=None,
                    help="a smaller net: kernels of conv1..conv5, e.g. 8,12,16,12,8")
-    t.add_argument("--fc-features", type=positive_int, default=None,
+    t.add_argument("--fc-features", type=setting("fc_features"), default=None,
                    help="a smaller net: fc6/fc7 width (default 4096)")
-    t.add_argument("--weight-std", type=positive_float, default=None,
+    t.add_argument("--weight-std", type=setting("weight_std"), default=None,
                    help="init std (default 0.01, Section 5; small nets need more, e.g. 0.1)")
     t.set_defaults(func=cmd_train)
 

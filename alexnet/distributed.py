@@ -94,6 +94,10 @@ class Communicator:
         """The devices this rank runs its columns on (see MPICommunicator)."""
         return devices
 
+    def broadcast_tree(self, tree):
+        """Rank 0's nested dict/list of arrays and JSON values on every rank."""
+        return tree
+
     def synchronize(self, trainer):
         """Give every rank rank 0's whole training state (`Trainer.state_dict`)."""
 

@@ -39,6 +39,8 @@ from minidl import Tensor, nn
 from minidl import functions as F
 from minidl.backend import get_device, to_numpy
 
+from .settings import check as check_setting
+
 
 # ----------------------------------------------------------------------------
 # The paper's numbers, each with its section
@@ -109,6 +111,8 @@ class AlexNetConfig:
         return s1, p1, p2, p(p2)
 
     def check(self):
+        for name in ("input_size", "conv_channels", "fc_features", "weight_std"):
+            check_setting(name, getattr(self, name), "AlexNetConfig: ")
         if self.weight_stds is not None and len(self.weight_stds) != len(self.LAYERS):
             raise ValueError(f"AlexNetConfig: expected weight_stds for {self.LAYERS}, found "
                              f"{self.weight_stds}")

@@ -90,6 +90,25 @@ class TrainState:
     history: list = field(default_factory=list)   # one dict per finished epoch
     finished: bool = False
 
+    def check(self):
+        """Raise ValueError naming the entry unless a run can continue from this state
+        (a checkpoint's `train`: counts >= 0, one record of numbers per finished epoch)."""
+        for name in ("epoch", "batch", "step", "seen"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"train/{name} should be a whole number >= 0, found {v!r}")
+        if len(self.history) != self.epoch:
+            raise ValueError(f"train/history should hold one record per finished epoch "
+                             f"({self.epoch}), found {len(self.history)}")
+        for i, r in enumerate(self.history):
+            numbers = isinstance(r, dict) and all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                for v in r.values())
+            if not numbers or r.get("epoch") != i + 1:
+                raise ValueError(f"train/history/{i} should be the record of epoch {i + 1} (a "
+                                 f"dict of numbers, e.g. {{'epoch': {i + 1}, 'train_loss': "
+                                 f"2.3}}), found {r!r:.80}")
+
 
 def input_device(model):
     """The device images are sent to: the first column's (AlexNet) or the model's."""
@@ -188,6 +207,7 @@ class Trainer:
             self.schedule.load_state_dict(state["schedule"])
         minidl.random.set_state(state["rng"])
         self.state = TrainState(**state["train"])
+        self.state.check()
 
     # --- the loop ----------------------------------------------------------------
     def fit(self) -> list:

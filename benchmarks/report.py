@@ -116,8 +116,21 @@ def module_summary(command):
 
 FIGURE1_TABLES = {
     "curve": "Training and test error per epoch:",
-    "repeats": "The same command, run again (runs differ in float rounding only):",
+    "repeats": "The same command, run again: two runs of the same arithmetic as this one on "
+               "another machine, and five of earlier, slower versions of the code, whose "
+               "arithmetic differed only in the order of a few sums. All of them differ from "
+               "this run in float rounding only:",
 }
+
+
+def images_per_second(run, config):
+    """A Figure 1 run's training speed: the images it trained on over the seconds it took
+    (total / total; a mean of the epochs' rates would weigh a fast epoch as much as a slow
+    one, and the page would say something the totals do not)."""
+    images = config.get("train_images", 50000) * (run.get("epochs_run") or 0)
+    if images and run.get("seconds"):
+        return images / run["seconds"]
+    return run.get("images_per_s")
 
 
 def ratio_text(ratio):
@@ -144,7 +157,7 @@ def figure1_section(name, data):
         rows.append({"activation": activation, "learning rate": run.get("lr"),
                      f"epochs to {target:.0%} training error": run.get("epochs_to_target"),
                      "epochs run": run.get("epochs_run"),
-                     "img/s": run.get("images_per_s"),
+                     "img/s": images_per_second(run, config),
                      "minutes": run["seconds"] / 60 if run.get("seconds") else None})
     parts = ["## Figure 1: ReLU against tanh on CIFAR-10",
              machine_lines(data.get("machine"), name),

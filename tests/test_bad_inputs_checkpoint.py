@@ -9,7 +9,7 @@ import pytest
 from minidl import serialize
 from alexnet import cli
 from alexnet.evaluate import NonFiniteScores, check_finite, evaluate, topk_errors
-from alexnet.imagenet_train import load_checkpoint, resume_differences
+from alexnet.imagenet_train import cache_differences, load_checkpoint, resume_differences
 from alexnet.data.arrays import ArrayBatches
 from alexnet.model import CifarNet, CifarNetConfig
 from alexnet.train import TrainConfig, Trainer, TrainingDiverged
@@ -128,13 +128,19 @@ def test_divergence_says_how_to_resume_with_a_lower_rate(tmp_path):
     assert "learning rate, epochs and logging options may change on resume" in str(e.value)
 
 
-def test_resume_differences_name_the_settings():
-    saved = {"model": {"num_classes": 4}, "recipe": {"lr": 0.01, "epochs": 90, "batch_size": 128},
-             "data": {"train": "abc"}}
-    now = {"model": {"num_classes": 4}, "recipe": {"lr": 0.001, "epochs": 120, "batch_size": 64},
-           "data": {"train": "abd"}}
-    assert resume_differences(saved, now) == ["data.train: 'abc' -> 'abd'",
-                                              "recipe.batch_size: 128 -> 64"]
+def test_resume_compares_only_what_is_given_and_the_cache():
+    saved = {"model": {"num_classes": 4, "input_size": 67, "conv_channels": [8, 12, 16, 12, 8]},
+             "recipe": {"lr": 0.01, "epochs": 90, "batch_size": 8, "seed": 0}}
+    given = {"recipe": {"lr": 0.001, "epochs": 120, "batch_size": 64, "seed": 0},
+             "model": {"conv_channels": (8, 12, 16, 12, 8), "input_size": 227}}
+    assert resume_differences(saved, given) == ["recipe.batch_size: 8 -> 64",
+                                                "model.input_size: 67 -> 227"]
+    assert resume_differences(saved, {}) == []           # nothing given: the saved settings
+    old = {"size": 76, "train": "abc"}                   # a checkpoint of an older version
+    now = {"size": 76, "train": "abd", "arrays": {"train_images": "1234"}}
+    assert cache_differences(old, now) == ["data.train: 'abc' -> 'abd'"]
+    assert cache_differences(now, {**now, "arrays": {"train_images": "5678"}}) == [
+        "train_images: other contents (its shape, dtype or checksums differ)"]
 
 
 def test_an_edited_figure1_checkpoint_is_a_clear_cli_error(tmp_path, capsys):

@@ -25,6 +25,13 @@ REFUSED = [
      "positive"),
     (["train", "--data-dir", "c", "--workers", "-1"], "--workers", ">= 0"),
     (["train", "--data-dir", "c", "--conv-channels", "0,12,16,12,8"], "--conv-channels", ">= 1"),
+    (["train", "--data-dir", "c", "--conv-channels", "8,12"], "--conv-channels",
+     "expected five whole numbers >= 1, the kernels of conv1..conv5, e.g. 8,12,16,12,8, "
+     "found '8,12'"),
+    (["train", "--data-dir", "c", "--conv-channels", "8,x,16,12,8"], "--conv-channels",
+     "five whole numbers"),
+    (["train", "--data-dir", "c", "--seed", "-1"], "--seed", ">= 0"),
+    (["prepare", "--verify"], "--verify", "expected one argument"),
     (["train", "--data-dir", "c", "--batch-size", "0"], "--batch-size", ">= 1"),
     (["train", "--data-dir", "c", "--epochs", "0"], "--epochs", ">= 1"),
     (["train", "--data-dir", "c", "--weight-std", "nan"], "--weight-std", "finite"),
@@ -55,6 +62,22 @@ def test_bad_values_are_refused_before_any_work(argv, option, expected, capsys):
         cli.main(argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and option in err and expected in err and "Traceback" not in err
+
+
+def test_a_new_run_needs_its_cache(tmp_path, capsys):
+    assert cli.main(["train", "-o", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "a new run needs the cache to train on: --data-dir CACHE" in err
+
+
+def test_train_options_left_out_are_told_apart_from_defaults():
+    """On --resume only what the user typed is compared with the run: the parser keeps
+    None for every setting not given (the defaults are the recipe's and the model's)."""
+    args = cli.build_parser().parse_args(["train", "--resume"])
+    for name in (*cli.RECIPE_OPTIONS, *cli.MODEL_OPTIONS, "devices", "data_dir"):
+        assert getattr(args, name) is None, name
+    from alexnet.imagenet_train import Recipe
+    assert cli.build_parser().parse_args(["train", "--lr", "0.01"]).lr == Recipe.lr
 
 
 def test_loader_refuses_negative_workers():

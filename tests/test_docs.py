@@ -127,6 +127,13 @@ def test_results_page_shows_each_measurements_command_and_machine(tmp_path):
         report.load(tmp_path)
 
 
+def test_figure1_images_per_second_are_the_totals_not_a_mean_of_epoch_rates():
+    run = {"config": {"train_images": 50000},
+           "runs": {"tanh": {"epochs_run": 52, "seconds": 1998.81, "images_per_s": 1465.6}}}
+    page = report.figure1_section("figure1", run)
+    assert "| 1,301 |" in page and "1,466" not in page          # 52 x 50,000 / 1998.81 s
+
+
 def test_adding_a_figure1_run_records_this_machine(tmp_path):
     run = tmp_path / "run" / "figure1.json"
     run.parent.mkdir()

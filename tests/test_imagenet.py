@@ -426,13 +426,14 @@ def test_prepare_resumes_after_interruption(cache, dataset, tmp_path):
     assert part["splits"]["train"]["complete"] is False
     with pytest.raises(FileNotFoundError, match="incomplete"):
         open_split(tmp_path, "train")
-    assert (tmp_path / ".train_progress.npz").exists()
+    progress = tmp_path / ".build" / "train_progress.npz"      # built beside, not in place
+    assert progress.exists() and not (tmp_path / "train_images.npy").exists()
     prepare(dataset["folders"], tmp_path, workers=0, chunk_size=4, progress=False, splits=("train",),
             max_chunks=1)  # resumes: 2 + 1 chunks done
-    with np.load(tmp_path / ".train_progress.npz") as z:
+    with np.load(progress) as z:
         assert z["done"].sum() == 3
     done = prepare(dataset["folders"], tmp_path, workers=0, chunk_size=4, progress=False, splits=("train",))
-    assert done["splits"]["train"]["complete"] and not (tmp_path / ".train_progress.npz").exists()
+    assert done["splits"]["train"]["complete"] and not (tmp_path / ".build").exists()
     a, b = open_split(out, "train"), open_split(tmp_path, "train")
     np.testing.assert_array_equal(a.images, b.images)
     np.testing.assert_array_equal(a.labels, b.labels)

@@ -97,6 +97,80 @@ def test_a_run_in_use_is_not_overwritten_and_resume_checks_the_recipe(trained, c
     assert len(history) == 11 and history[-1]["lr"] == pytest.approx(0.0005)
 
 
+def test_resume_takes_the_settings_from_the_checkpoint(trained, tmp_path, capsys):
+    """`--resume RUN` alone continues a run of non-default settings (the cache, the small
+    net, the batch, the schedule: all saved); only what is given is compared."""
+    import shutil
+    run = Path(shutil.copytree(trained, tmp_path / "run"))
+    assert cli.main(["train", "--resume", str(run), "--epochs", "11", "-j", "0",
+                     "--no-progress"]) == 0
+    history = read_metrics(run)
+    assert len(history) == 11 and history[-1]["step"] == 11 * 6      # batch 8, as saved
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["recipe"]["batch_size"] == 8 and saved["recipe"]["schedule"] == "2012"
+    assert saved["model"]["input_size"] == 67
+    assert cli.main(["train", "--resume", str(run), "--epochs", "12", "--input-size", "59",
+                     "--schedule", "plateau", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "model.input_size: 67 -> 59" in err and "recipe.schedule: '2012' -> 'plateau'" in err
+    assert "come from the checkpoint" in err
+
+
+def _edited_run(trained, tmp_path, edit):
+    import shutil
+    run = Path(shutil.copytree(trained, tmp_path / "run"))
+    state = minidl.serialize.load(run / "checkpoint.npz")
+    edit(state)
+    minidl.serialize.save(run / "checkpoint.npz", state)
+    return run
+
+
+EDITS = {
+    "lr -0.01 in the recipe": (lambda s: s["meta"]["recipe"].update(lr=-0.01),
+                               "meta/recipe/lr: expected a positive finite number, found -0.01"),
+    "momentum 2.0 in the recipe": (lambda s: s["meta"]["recipe"].update(momentum=2.0),
+                                   "meta/recipe/momentum: expected a number in [0, 1), found 2.0"),
+    "lr -0.01 in the optimizer": (lambda s: s["optimizer"].update(lr=-0.01),
+                                  "expected lr > 0, 0 <= momentum < 1"),
+    "momentum 2.0 in the optimizer": (lambda s: s["optimizer"].update(momentum=2.0),
+                                      "found lr=0.01, momentum=2.0"),
+    "a negative base rate in the schedule": (lambda s: s["schedule"].update(base_lr=-1.0),
+                                             "StepSchedule.load_state_dict"),
+    "a history of [1, 'two', None]": (lambda s: s["train"].update(history=[1, "two", None]),
+                                      "train/history should hold one record per finished "
+                                      "epoch (10), found 3"),
+    "a history record of strings": (
+        lambda s: s["train"]["history"][2].update(train_loss="two"),
+        "train/history/2 should be the record of epoch 3"),
+    "epoch -1": (lambda s: s["train"].update(epoch=-1),
+                 "train/epoch should be a whole number >= 0, found -1"),
+    "conv_channels (8, 12)": (lambda s: s["meta"]["model"].update(conv_channels=[8, 12]),
+                              "conv_channels: expected five whole numbers >= 1"),
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_an_edited_checkpoint_does_not_resume(edit, trained, tmp_path, capsys):
+    """One validation of settings for the command line and for checkpoints: values the
+    command line refuses are refused in a checkpoint, with the file named."""
+    change, expected = EDITS[edit]
+    run = _edited_run(trained, tmp_path, change)
+    assert cli.main(["train", "--resume", str(run), "--epochs", "11", "-j", "0",
+                     "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert expected in err and str(run / "checkpoint.npz") in err, err
+    assert "Traceback" not in err
+    assert len(read_metrics(run)) == 10                     # nothing was trained
+
+
+def test_a_checkpoint_mean_of_another_shape_is_named(trained, tmp_path, capsys):
+    run = _edited_run(trained, tmp_path, lambda s: s["meta"].update(mean=s["meta"]["mean"][..., 0]))
+    assert cli.main(["evaluate", str(run), "--data-dir", str(tmp_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "meta/mean should be the mean image (S, S, 3)" in err and "(76, 76)" in err
+    assert "axes don't match" not in err and "Traceback" not in err
+
+
 def test_checkpoint_rebuilds_the_model_alone(trained):
     model, meta = load_checkpoint(trained)
     assert model.cfg.conv_channels == (8, 12, 16, 12, 8) and model.cfg.num_classes == 4
