@@ -109,7 +109,7 @@ def test_old_and_new_spellings_mean_the_same():
     old = p.parse_args(["train", "--data", "c", "--out", "o", "--batch", "8", "--workers", "1"])
     new = p.parse_args(["train", "--data-dir", "c", "-o", "o", "-b", "8", "-j", "1"])
     assert vars(old) == vars(new)
-    assert p.parse_args(["figure1", "--jobs", "2"]).workers == 2
+    assert p.parse_args(["figure1", "--jobs", "2"]).processes == 2
     assert p.parse_args(["train", "--data-dir", "c", "--resume"]).resume is True
     assert p.parse_args(["train", "--data-dir", "c", "--resume", "runs/x"]).resume == "runs/x"
 
