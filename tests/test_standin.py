@@ -369,6 +369,45 @@ def test_fuse_takes_only_elementwise_ops_and_reductions(body):
         cupy.fuse(body)(x)
 
 
+def test_setitem_launches_what_cupy_scatter_op_launches(cupy_counters):
+    """CuPy's `_scatter_op(..., 'update')`: `x[view] += y` is one kernel (the in-place
+    add; writing the view back onto itself is skipped), a same-layout contiguous copy
+    a memcpy, a 0 into a contiguous view a memset, a boolean mask a sync."""
+    x, y = cupy.zeros((4, 6)), cupy.ones((4, 3))
+    steps = [
+        (lambda: x.__setitem__((slice(None), slice(0, 3)), x[:, 0:3].__iadd__(y)),
+         {"kernels": 1}),
+        (lambda: x.__setitem__((slice(None), slice(None, None, 2)), y), {"kernels": 1}),
+        (lambda: x.__setitem__(slice(1, 3), cupy.ones((2, 6))), {"kernels": 1, "memcpy": 1}),
+        (lambda: x.__setitem__(slice(1, 3), cupy.ones((1, 2, 6))),    # leading 1 dropped
+         {"kernels": 1, "memcpy": 1}),
+        (lambda: x.__setitem__(slice(1, 3), cupy.ones((2, 6), np.float32)), {"kernels": 2}),
+        (lambda: x.__setitem__(slice(1, 3), 0), {"memset": 1}),
+        (lambda: x.__setitem__((slice(None), slice(0, 3)), 0), {"kernels": 1}),  # not contiguous
+        (lambda: x.__setitem__(0, 2.5), {"kernels": 1}),
+        (lambda: x.__setitem__(cupy.arange(2), 1.0), {"kernels": 2}),        # arange + scatter
+        (lambda: x.__setitem__(x > 1, 0.0), {"kernels": 2, "syncs": 1})]
+    for i, (step, want) in enumerate(steps):
+        with cupy_counters.count() as n:
+            step()
+        got = {k: n[k] for k in ("kernels", "memcpy", "memset", "syncs") if n[k]}
+        assert got == want, (i, got)
+    x[:, 0:3] += y                                     # the statement itself, as Python runs it
+    with cupy_counters.count() as n:
+        x[:, 0:3] += y
+    assert n["kernels"] == 1 and n["memcpy"] == 0
+    want = np.zeros((4, 6))
+    want[:, 0:3] += 1
+    want[:, ::2] = 1
+    want[1:3] = 0
+    want[:, 0:3] = 0
+    want[0] = 2.5
+    want[[0, 1]] = 1
+    want[want > 1] = 0
+    want[:, 0:3] += 2
+    np.testing.assert_array_equal(x.get(), want)
+
+
 def test_kernels_are_counted_per_device(two, cupy_counters):
     cupy.ones(2) + 1
     with cupy.cuda.Device(1):
