@@ -583,3 +583,41 @@ def test_the_switch_reaches_subprocesses(cupy_mode):
         bad = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
         assert bad.returncode != 0
         assert "MINIDL_STANDIN_DEVICES: expected a whole number" in bad.stderr
+
+
+NCCL_ID_FORMS = """
+import cupy
+from cupy.cuda import nccl
+uid = nccl.get_unique_id()
+print(cupy.__version__, cupy.standin.cupy_major(), type(uid).__name__, len(uid), nccl.available)
+other_form = bytes(128) if cupy.standin.cupy_major() == 13 else (1,) * 128
+for bad in (other_form, bytes(1), (200,) * 128, (1,) * 3, [0] * 128, bytearray(128)):
+    try:
+        nccl.NcclCommunicator(2, bad, 0)
+    except (TypeError, ValueError, AssertionError, OverflowError) as e:
+        print(type(e).__name__, end=" ")
+"""
+
+
+@stricter
+@pytest.mark.parametrize("major, version, form, refusals", [
+    ("13", "13.6.0+standin", "tuple",
+     "TypeError TypeError OverflowError AssertionError TypeError TypeError"),
+    ("14", "14.2.0+standin", "bytes",
+     "TypeError ValueError TypeError TypeError TypeError TypeError")])
+def test_the_standin_follows_cupy_13_or_14_where_they_differ(major, version, form, refusals):
+    """MINIDL_STANDIN_CUPY (default 14): NCCL's unique id is bytes from CuPy 14 on, a tuple
+    of 128 ints (the id's C chars) before; NcclCommunicator refuses the other form, a
+    wrong length and (CuPy 13) an int a signed char cannot hold, before any NCCL call.
+    The same refusals as the real wheels (13.6.0 and 14.2.0, checked by hand)."""
+    env = {k: v for k, v in os.environ.items() if k != "MINIDL_STANDIN_CUPY"}
+    if major != "14":
+        env["MINIDL_STANDIN_CUPY"] = major
+    out = subprocess.run([sys.executable, "-c", NCCL_ID_FORMS], capture_output=True, text=True,
+                         env=env, check=True).stdout.split("\n")
+    assert out[0] == f"{version} {major} {form} 128 True"
+    assert out[1].split() == refusals.split()
+    env["MINIDL_STANDIN_CUPY"] = "12"
+    bad = subprocess.run([sys.executable, "-c", NCCL_ID_FORMS], capture_output=True, text=True,
+                         env=env)
+    assert bad.returncode != 0 and "MINIDL_STANDIN_CUPY: expected the CuPy major" in bad.stderr
