@@ -373,9 +373,33 @@ class GradientBuckets:
         return xp.array(g, dtype=p.data.dtype, order="C")
 
 
+NCCL_UNIQUE_ID_BYTES = 128     # the size of NCCL's ncclUniqueId
+
+
+def nccl_id_bytes(uid) -> bytes:
+    """NCCL's unique id as its 128 bytes, in either form CuPy gives it: bytes (CuPy 14 on)
+    or a tuple of the id's C chars as ints (CuPy 13: -128..127 where char is signed, as on
+    x86-64; 0..255 where it is unsigned, as on aarch64)."""
+    return uid if isinstance(uid, bytes) else bytes(int(v) & 0xFF for v in uid)
+
+
+def nccl_communicator(nccl, cupy_major: int, ndev: int, uid: bytes, rank: int):
+    """`nccl.NcclCommunicator(ndev, commId, rank)` given the id in the form this CuPy takes:
+    bytes from CuPy 14 on; before, a tuple of ints that CuPy's compiled code turns into C
+    chars, so in the range of this platform's char. Signed is tried first (x86-64); a
+    platform whose char is unsigned (aarch64) refuses a negative one with OverflowError
+    before any NCCL call, and gets 0..255."""
+    if cupy_major >= 14:
+        return nccl.NcclCommunicator(ndev, uid, rank)
+    try:
+        return nccl.NcclCommunicator(ndev, tuple(b - 256 if b > 127 else b for b in uid), rank)
+    except OverflowError:
+        return nccl.NcclCommunicator(ndev, tuple(uid), rank)
+
+
 class NcclGroup:
     """One NCCL communicator per local GPU the parameters live on, linking the same
-    column on every rank; rank 0 makes each unique id and MPI sends it.
+    column on every rank; rank 0 makes each unique id and MPI sends its 128 bytes.
 
     allreduce(flat, device) sums a CuPy array in place, on the device's current
     stream: the gradients never leave the GPU.
@@ -384,17 +408,23 @@ class NcclGroup:
     def __init__(self, mpi, devices):
         import cupy
         from cupy.cuda import nccl
+        if not nccl.available:
+            raise RuntimeError("data parallelism between GPUs needs NCCL, and CuPy "
+                               f"{cupy.__version__} found no NCCL library: install the one of "
+                               "your CUDA (pip install nvidia-nccl-cu12, or nvidia-nccl-cu13), "
+                               "or point LD_LIBRARY_PATH at your cluster's NCCL")
         self.cupy, self.nccl = cupy, nccl
         self.types = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}
+        cupy_major = int(cupy.__version__.split(".")[0])
         self.comms = {}
         for device in sorted({d for d in devices if d.is_cuda}, key=lambda d: d.index):
-            uid = np.zeros(128, np.int64)     # ncclUniqueId: 128 bytes, as a tuple of ints
+            uid = np.zeros(NCCL_UNIQUE_ID_BYTES, np.uint8)
             if mpi.is_root:
-                uid[...] = nccl.get_unique_id()
+                uid[...] = np.frombuffer(nccl_id_bytes(nccl.get_unique_id()), np.uint8)
             mpi.comm.Bcast(uid, root=0)
             with cupy.cuda.Device(device.index):
-                self.comms[device] = nccl.NcclCommunicator(mpi.size, tuple(int(v) for v in uid),
-                                                           mpi.rank)
+                self.comms[device] = nccl_communicator(nccl, cupy_major, mpi.size,
+                                                       uid.tobytes(), mpi.rank)
 
     def allreduce(self, flat, device):
         dtype = self.types.get(flat.dtype.name)

@@ -8,8 +8,9 @@
 
     python _mpi_script.py nccl
         With the CuPy stand-in first on PYTHONPATH: gradients on two devices per
-        rank summed by NCCL (the stand-in's), checked against their mean, with no
-        transfer to the host; then NCCL's refusals. Prints "ok" lines.
+        rank summed by NCCL (the stand-in's, as the CuPy release MINIDL_STANDIN_CUPY
+        names), checked against their mean, with no transfer to the host; then
+        NCCL's refusals. Prints "ok" lines.
 
     python _mpi_script.py train [--kill-at EPOCH BATCH] [--fail-at EPOCH BATCH]
                                 [--rank R] -- ARGS OF `alexnet train`
@@ -100,7 +101,7 @@ def nccl():
         want = sum(grads[r * len(params) + i] for r in range(comm.size)) / comm.size
         np.testing.assert_allclose(p.grad.get(), want, rtol=1e-6)
         assert str(p.grad.device.id) == str(p.device.index)
-    print(f"ok allreduce rank {comm.rank} on {devices}", flush=True)
+    print(f"ok allreduce rank {comm.rank} on {devices} with CuPy {cupy.__version__}", flush=True)
 
     group = comm._nccl.comms[params[0].device]
     host = np.ones(4, np.float32)

@@ -173,7 +173,7 @@ def test_a_training_step_of_the_paper_net_is_shaped_for_a_gpu(devices, cupy_coun
     counts = step_counts(cupy_counters, devices, batch=128)
     for d in set(devices):
         kernels = counts["kernels_per_device"].get(get_device(d).index, 0)
-        assert 0 < kernels <= 1500, (d, kernels)
+        assert 0 < kernels <= 1200, (d, kernels)   # 775 on one device, 412 + 368 on two
     assert counts["syncs"] == 0 and counts["d2h"] == 0, counts["syncs_by_kind"]
 
 

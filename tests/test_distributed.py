@@ -40,16 +40,18 @@ def mpiexec():
     return found
 
 
-def launch(ranks, *args, extra_ranks=(), standin_devices=None):
+def launch(ranks, *args, extra_ranks=(), standin_devices=None, standin_cupy=14):
     """Run tests/_mpi_script.py ARGS on `ranks` processes (0: no mpiexec at all).
     extra_ranks: more (n, args) program blocks of an MPMD launch (`: -n 1 ...`).
     standin_devices: import the CuPy stand-in (tests/standin) as cupy, with that
-    many devices per process (real NCCL would need a GPU per rank and column)."""
+    many devices per process (real NCCL would need a GPU per rank and column),
+    acting as CuPy `standin_cupy` (13 or 14) where the two differ."""
     env = {k: v for k, v in os.environ.items() if k not in distributed.LAUNCHER_ENV}
     env.update(PYTHONPATH=str(ROOT), MINIDL_NUM_THREADS="1", PYTHONHASHSEED="0")
     if standin_devices:
         env.update(PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "standin"), str(ROOT)]),
-                   MINIDL_STANDIN_DEVICES=str(standin_devices))
+                   MINIDL_STANDIN_DEVICES=str(standin_devices),
+                   MINIDL_STANDIN_CUPY=str(standin_cupy))
     program = [sys.executable, str(SCRIPT), *args]
     cmd = program if ranks == 0 else [mpiexec(), "-n", str(ranks), *program]
     for n, more in extra_ranks:
@@ -162,6 +164,35 @@ def test_a_launcher_without_mpi4py_is_a_clear_error(monkeypatch):
         distributed._connect()
 
 
+def test_the_nccl_id_travels_as_bytes_and_reaches_each_cupy_in_the_form_it_takes():
+    """CuPy 14: get_unique_id() gives bytes and NcclCommunicator takes bytes; CuPy 13: a
+    tuple of ints, the id's C chars, signed on x86-64 and unsigned on aarch64 (a char
+    out of range: OverflowError in CuPy's compiled code, before any NCCL call)."""
+    raw = bytes(range(0, 256, 2))                              # 128 bytes, half above 127
+    signed = tuple(b - 256 if b > 127 else b for b in raw)
+    for given in (raw, signed, tuple(raw)):                    # CuPy 14; 13 on x86-64, aarch64
+        assert distributed.nccl_id_bytes(given) == raw
+
+    class Nccl:
+        """NcclCommunicator's commId as one CuPy release on one platform takes it."""
+
+        def __init__(self, form, lowest=-128):
+            self.form, self.lowest = form, lowest
+
+        def NcclCommunicator(self, ndev, commId, rank):
+            if type(commId) is not self.form:
+                raise TypeError(f"Argument 'commId' has incorrect type (expected "
+                                f"{self.form.__name__}, got {type(commId).__name__})")
+            if self.form is tuple and not all(self.lowest <= v < self.lowest + 256
+                                              for v in commId):
+                raise OverflowError("value too large to convert to char")
+            return ndev, commId, rank
+
+    for nccl, major, want in ((Nccl(bytes), 14, raw), (Nccl(tuple, -128), 13, signed),
+                              (Nccl(tuple, 0), 13, tuple(raw))):
+        assert distributed.nccl_communicator(nccl, major, 2, raw, 1) == (2, want, 1)
+
+
 # ------------------------------------------------------------------- under mpiexec
 def test_two_ranks_of_64_images_give_the_weights_of_one_process_of_128(tmp_path):
     """float64, 3 SGD steps of batch 128, augmentation and dropout on: to 1e-12."""
@@ -264,25 +295,31 @@ def test_a_batch_the_ranks_cannot_share_and_a_run_in_use_are_refused_on_every_ra
 
 
 # ------------------------------------------------------------------- NCCL, on the CuPy stand-in
-def test_nccl_sums_each_column_on_its_device_and_never_through_the_host():
+# CuPy 14 hands NCCL's unique id over as bytes, CuPy 13 as a tuple of ints: both run
+CUPY_MAJORS = pytest.mark.parametrize("cupy_major", [13, 14], ids=["cupy13", "cupy14"])
+
+
+@CUPY_MAJORS
+def test_nccl_sums_each_column_on_its_device_and_never_through_the_host(cupy_major):
     """2 ranks x 2 column devices (rank 1 on a machine takes cuda:2, cuda:3); the
     stand-in's NCCL refuses a host pointer and another device's array."""
-    run = launch(2, "nccl", standin_devices=4)
+    run = launch(2, "nccl", standin_devices=4, standin_cupy=cupy_major)
     assert run.returncode == 0, run.stderr
     out = run.stdout
-    assert "ok allreduce rank 0 on ['cuda:0', 'cuda:1']" in out
-    assert "ok allreduce rank 1 on ['cuda:2', 'cuda:3']" in out
+    assert f"ok allreduce rank 0 on ['cuda:0', 'cuda:1'] with CuPy {cupy_major}." in out
+    assert f"ok allreduce rank 1 on ['cuda:2', 'cuda:3'] with CuPy {cupy_major}." in out
     assert out.count("ok refused TypeError: allReduce") == 2 and "not a device pointer" in out
     assert out.count("ok refused ValueError: The device where the array resides") == 2
     assert out.count("ok bcast") == 2
 
 
-def test_training_over_nccl_gives_the_run_of_the_cpu(straight, cache, tmp_path):
+@CUPY_MAJORS
+def test_training_over_nccl_gives_the_run_of_the_cpu(straight, cache, tmp_path, cupy_major):
     """`alexnet train --devices cuda:0,cuda:1` on 2 ranks of a 4-device machine (rank 1
     on cuda:2, cuda:3), the two columns' gradients summed by the stand-in's NCCL: the
     weights of the same run on the CPU (MPI), up to float32 rounding."""
     run = launch(2, "train", "--", "--data", str(cache), "--out", str(tmp_path), *RUN,
-                 "--devices", "cuda:0,cuda:1", standin_devices=4)
+                 "--devices", "cuda:0,cuda:1", standin_devices=4, standin_cupy=cupy_major)
     assert run.returncode == 0, run.stderr
     a, b = weights(straight), weights(tmp_path)
     assert b["meta"]["devices"] == ["cuda:0", "cuda:1"]                # rank 0's
