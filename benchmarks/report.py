@@ -254,17 +254,28 @@ def render(snapshots):
 
 
 def add(paths, folder=SNAPSHOTS):
-    """Copy result files into the snapshot folder. A Figure 1 summary, which does not
-    record its machine, gets this machine's description and the command `alexnet figure1`
-    (run --add on the machine that ran it)."""
+    """Copy result files into the snapshot folder. A Figure 1 or claims summary, which does
+    not record its machine, gets this machine's description and its command (run --add on
+    the machine that ran it); the claims' plots (NAME.png beside claims.json) are copied to
+    docs/figures/claims/."""
     folder.mkdir(parents=True, exist_ok=True)
     for path in map(Path, paths):
         if not path.is_file():
             raise SystemExit(f"report: {path} does not exist; run the benchmark first "
                              f"(its command is in the module's docstring)")
         data = json.loads(path.read_text())
-        if (is_figure1(data) or is_claims(data)) and "machine" not in data:
-            data["machine"] = machine(["alexnet", "figure1" if is_figure1(data) else "claims"])
+        if is_claims(data):                   # its plots go beside the page's other figures
+            figures = ROOT / "docs" / "figures" / "claims"
+            figures.mkdir(parents=True, exist_ok=True)
+            data["figures"] = {}
+            for claim in data["claims"]:
+                png = path.parent / f"{claim}.png"
+                if png.is_file():
+                    shutil.copyfile(png, figures / png.name)
+                    data["figures"][claim] = f"figures/claims/{png.name}"
+        if is_figure1(data) or is_claims(data):
+            if "machine" not in data:
+                data["machine"] = machine(["alexnet", "figure1" if is_figure1(data) else "claims"])
             (folder / path.name).write_text(json.dumps(data, indent=1) + "\n")
         else:
             shutil.copyfile(path, folder / path.name)

@@ -125,6 +125,9 @@ def test_claims_quick_end_to_end_keeps_finished_runs(tmp_path, capsys):
     assert len(list((out / "runs").glob("*/seed*"))) == 4
     ten = summary["claims"]["ten-patch"]["comparisons"][0]
     assert 0 <= ten["variant_mean"] <= 1
+    from benchmarks.report import claims_section, is_claims, render
+    assert is_claims(summary) and "| dropout (Sec. 4.2)" in claims_section("claims", summary)
+    assert "The paper's claims on CIFAR-10" in render({"claims": summary})
     # run again: nothing trains, the same numbers
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/seed*/checkpoint.npz")}
     capsys.readouterr()
