@@ -366,9 +366,11 @@ def verdict(diffs, expected_sign) -> str:
 
 # ----------------------------------------------------------------------------- the command
 def claims(names=None, data_dir=None, out="runs/claims", seeds=2, quick=False, jobs=1,
-           progress=True, device="cpu", epochs=None, train_images=None) -> dict:
+           progress=True, device="cpu", epochs=None, train_images=None,
+           report_only=False) -> dict:
     """Train every variant of the chosen claims (all by default) for `seeds` seeds and
-    write the curves, plots and summary table under `out`. Returns the summary."""
+    write the curves, plots and summary table under `out`. Returns the summary.
+    With `report_only`, nothing trains: the report is made from the finished runs."""
     names = list(names or CLAIMS)
     unknown = [n for n in names if n not in CLAIMS]
     if unknown:
@@ -395,6 +397,13 @@ def claims(names=None, data_dir=None, out="runs/claims", seeds=2, quick=False, j
                                 dict(recipe=recipe, seed=seed, data_dir=data_dir, device=device,
                                      ten_patch=bool(ten)),
                                 expected_epochs=recipe.epochs, label=_label(recipe, seed))
+    if report_only:
+        missing = [k for k in runs if not (out / "runs" / k / RESULT).exists()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} of the {len(runs)} runs have not finished "
+                                    f"in {out}/runs (e.g. {missing[0]}); train them first "
+                                    "(the same command without --report-only)")
+        return report(names, plan, runs, out, seeds, quick)
     started = time.monotonic()
     print(f"claims: {', '.join(names)}; {len(runs)} runs ({seeds} seed(s) each) in "
           f"{out}/runs; CIFAR-10 from {cifar10.find_cifar10(data_dir)}", flush=True)
@@ -470,8 +479,9 @@ def report(names, plan, runs, out, seeds, quick) -> dict:
                                         "diverged"})
                 continue
             diffs = [y - x for x, y in zip(a, b)]
-            rows.append({"baseline": c.baseline, "variant": c.variant if c.metric != "centre_minus_ten"
-                         else "centre patch only", "metric": label,
+            ten = c.metric == "centre_minus_ten"             # one net, tested two ways
+            rows.append({"baseline": "centre patch" if ten else c.baseline,
+                         "variant": "10 patches" if ten else c.variant, "metric": label,
                          "baseline_mean": float(np.mean(a)), "baseline_sd": _sd(a),
                          "variant_mean": float(np.mean(b)), "variant_sd": _sd(b),
                          "difference": float(np.mean(diffs)), "paper": c.paper,

@@ -191,7 +191,7 @@ def cmd_claims(args):
                          quick=args.quick,
                          jobs=args.processes if args.processes is not None else available_cores(),
                          progress=progress_bars(args), device=args.device, epochs=args.epochs,
-                         train_images=args.train_images)
+                         train_images=args.train_images, report_only=args.report_only)
     except CIFAR10NotFound as e:
         raise FileNotFoundError(f"{e}\nFrom the command line: --data-dir D names the place "
                                 "(a folder, the archive, or cifar-10-batches-py)") from e
@@ -460,6 +460,8 @@ def build_parser():
                    help="a balanced training subset (default 10,000)")
     c.add_argument("--device", "--devices", dest="device", type=one_device, default="cpu",
                    help="cpu, or a GPU such as cuda:0 (then one run after the other)")
+    c.add_argument("--report-only", action="store_true",
+                   help="train nothing: the table and plots from the finished runs")
     c.set_defaults(func=cmd_claims)
 
     w = add("figure1-sweep", help="the learning-rate sweep behind Figure 1's rates",
