@@ -234,6 +234,8 @@ def _child_init(running, cores, events):
     global _child
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group: the parent acts
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):        # the parent's block while it started us
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     _die_with_parent()
     # tqdm's default lock is a multiprocessing semaphore, which a process stopped by the
     # parent could not release (a "leaked semaphore" warning); a thread lock does here.
