@@ -102,6 +102,22 @@ def test_topk_errors_on_known_predictions():
         topk_errors(scores, labels[:2])
 
 
+def test_topk_ties_count_against_the_label():
+    """A label is in the top k only if fewer than k other classes score at least as
+    high: a net whose scores are all equal (zero or integer weights) is wrong on every
+    image, never 0% error."""
+    flat = np.zeros((4, 10))
+    assert topk_errors(flat, np.array([0, 3, 7, 9]), (1, 5)) == {1: 4, 5: 4}
+    scores = np.array([[2.0, 2.0, 1.0, 0.0, 0.0, 0.0],     # label 0 tied for the top with 1
+                       [5.0, 1.0, 1.0, 1.0, 1.0, 1.0],     # label 5 tied with 4 others at 1
+                       [5.0, 4.0, 1.0, 1.0, 1.0, 0.0]])    # label 3 tied 3rd-5th
+    assert topk_errors(scores, np.array([0, 5, 3]), (1, 2, 5)) == {1: 3, 2: 2, 5: 1}
+    # k at least the number of classes: every class is in the top k, ties or not;
+    # a NaN label score never is
+    assert topk_errors(np.zeros((2, 3)), np.array([0, 2]), (3, 5)) == {3: 0, 5: 0}
+    assert topk_errors(np.array([[np.nan, 0.0, 0.0]]), np.array([0]), (3,)) == {3: 1}
+
+
 def test_evaluate_averages_patches_before_deciding():
     class Fixed(nn.Module):
         def __init__(self):
