@@ -15,6 +15,7 @@ Options follow the habits of common training scripts: --data-dir, --output-dir/-
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shlex
 import sys
@@ -129,17 +130,34 @@ def _resume_command(argv):
 
 
 def _output_file(path, inputs):
-    """Refuse to write a result over one of the command's inputs (a checkpoint, the cache)."""
+    """Where --json goes. Refused: a file the command reads (`inputs`: files, or
+    folders whose files it reads), a folder, and any existing file that is not an
+    earlier result of the same command. A new file is fine anywhere, a run folder
+    included (`--json RUN/val.json`)."""
     target = Path(path).resolve()
     for p in inputs:
         p = Path(p).resolve()
-        if target == p or (p.is_dir() and p in target.parents):
-            raise ValueError(f"--json {path} would overwrite the input {p}; write the result "
-                             "elsewhere, e.g. --json result.json")
-    if target.exists() and target.suffix.lower() != ".json":
-        raise ValueError(f"--json {path} exists and is not a .json file; refusing to overwrite "
-                         "it. Give a path ending in .json")
+        if target == p or (p.is_dir() and p in target.parents and target.exists()):
+            raise ValueError(f"--json {path} would overwrite {target}, which this command "
+                             "reads; write the result elsewhere, e.g. --json result.json")
+    if target.is_dir():
+        raise ValueError(f"--json {path} is a folder; give a file name, e.g. "
+                         f"--json {Path(path) / 'result.json'}")
+    if target.exists() and not _is_result(target):
+        raise ValueError(f"--json {path} exists and is not a result of `alexnet evaluate`; "
+                         "refusing to overwrite it. Give a new file name ending in .json")
     return target
+
+
+def _is_result(path) -> bool:
+    """An earlier `--json` result (a JSON object naming its split and checkpoint)."""
+    try:
+        if path.stat().st_size > 1 << 20:
+            return False
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(result, dict) and {"split", "checkpoint", "cache"} <= set(result)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -268,8 +286,10 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     from .imagenet_train import describe_evaluation, evaluate_checkpoint, write_json
+    from .train import CHECKPOINT
     if args.json:
-        _output_file(args.json, [args.checkpoint, args.data_dir])
+        ckpt = Path(args.checkpoint)          # a run folder: only its checkpoint is read
+        _output_file(args.json, [ckpt / CHECKPOINT if ckpt.is_dir() else ckpt, args.data_dir])
     result = evaluate_checkpoint(args.checkpoint, args.data_dir, split=args.split,
                                  patches=args.patches, batch_size=args.batch_size,
                                  workers=args.workers, devices=args.devices,
