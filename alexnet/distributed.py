@@ -69,6 +69,7 @@ class Communicator:
     """One process on its own: every call does nothing (today's single-process run)."""
 
     rank, size, local_rank, local_size = 0, 1, 0, 1
+    threads = None             # this rank's share of the machine's cores (MPI only)
 
     @property
     def is_root(self) -> bool:
@@ -432,10 +433,32 @@ def _connect():
     if MPI.COMM_WORLD.Get_size() == 1:
         return Communicator()
     comm = MPICommunicator(MPI.COMM_WORLD)
-    if "MINIDL_NUM_THREADS" not in os.environ:       # the machine's cores shared among its ranks
-        from minidl.parallel import available_cores
-        minidl.set_num_threads(max(1, available_cores() // comm.local_size))
+    comm.threads = share_cores(comm.local_size)
     return comm
+
+
+# Thread counts of the BLAS (OpenBLAS, MKL, BLIS) and OpenMP that a user may set.
+BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                  "BLIS_NUM_THREADS")
+
+
+def share_cores(ranks_here):
+    """Give this rank its share of the machine's cores: cores // (ranks on the machine)
+    threads for minidl's ops AND for the BLAS. Returns the share.
+
+    Both matter: a rank with one minidl thread lets the BLAS have all its threads
+    back (minidl.cpu.parallel), and OpenBLAS's threads spin after every call; two
+    ranks on two cores then ran 4 spinning BLAS threads and were 4.5x slower than
+    one process (benchmarks/bench_ranks.py). MINIDL_NUM_THREADS, and the BLAS's own
+    variables (BLAS_VARIABLES), still win when the user sets them."""
+    from minidl.cpu.parallel import available_cores
+    share = max(1, available_cores() // max(1, ranks_here))
+    if not any(v in os.environ for v in BLAS_VARIABLES):
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=share, user_api="blas")       # for the life of the process
+    if "MINIDL_NUM_THREADS" not in os.environ:
+        minidl.set_num_threads(share)
+    return share
 
 
 # ---------------------------------------------------------------------- messages

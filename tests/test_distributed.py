@@ -40,13 +40,26 @@ def mpiexec():
     return found
 
 
+def user_environment():
+    """The environment a user has: no launcher's variables, no MINIDL_* (tests that set
+    MINIDL_NUM_THREADS once hid a crash of the documented command), no BLAS counts."""
+    drop = (*distributed.LAUNCHER_ENV, *distributed.BLAS_VARIABLES)
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("MINIDL_")}
+    env.update(PYTHONPATH=str(ROOT), PYTHONHASHSEED="0")
+    return env
+
+
+def documented(ranks, *args):
+    """docs/howto_distributed.md's command: mpiexec -n R python -m alexnet ARGS."""
+    return [mpiexec(), "-n", str(ranks), sys.executable, "-m", "alexnet", *args]
+
+
 def launch(ranks, *args, extra_ranks=(), standin_devices=None):
     """Run tests/_mpi_script.py ARGS on `ranks` processes (0: no mpiexec at all).
     extra_ranks: more (n, args) program blocks of an MPMD launch (`: -n 1 ...`).
     standin_devices: import the CuPy stand-in (tests/standin) as cupy, with that
     many devices per process (real NCCL would need a GPU per rank and column)."""
-    env = {k: v for k, v in os.environ.items() if k not in distributed.LAUNCHER_ENV}
-    env.update(PYTHONPATH=str(ROOT), MINIDL_NUM_THREADS="1", PYTHONHASHSEED="0")
+    env = user_environment()
     if standin_devices:
         env.update(PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "standin"), str(ROOT)]),
                    MINIDL_STANDIN_DEVICES=str(standin_devices))
@@ -182,12 +195,27 @@ def test_two_ranks_of_64_images_give_the_weights_of_one_process_of_128(tmp_path)
 
 @pytest.fixture(scope="module")
 def straight(cache, tmp_path_factory):
-    """`alexnet train` on 2 ranks, uninterrupted: 2 epochs of 6 batches of 8."""
+    """`alexnet train` on 2 ranks, uninterrupted: 2 epochs of 6 batches of 8, started
+    with the documented command in the environment a user has."""
     out = tmp_path_factory.mktemp("straight")
-    run = launch(2, "train", "--", "--data", str(cache), "--out", str(out), *RUN)
+    run = subprocess.run(documented(2, "train", "--data-dir", str(cache), "--output-dir",
+                                    str(out), *RUN),
+                         env=user_environment(), capture_output=True, text=True,
+                         timeout=TIMEOUT, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     assert run.stdout.count("epoch 2:") == 2    # rank 0 alone logs: the epoch line + summary
     return out
+
+
+def test_the_ranks_of_a_machine_share_its_cores_minidl_and_blas_alike():
+    """Each of R ranks on a machine runs cores // R threads in minidl's ops and in the
+    BLAS: with one minidl thread the BLAS would take every core back, and R ranks of
+    spinning BLAS threads made 2 ranks on 2 cores 4.5x slower than one process."""
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    run = launch(2, "threads")
+    assert run.returncode == 0, run.stderr
+    lines = sorted(line for line in run.stdout.splitlines() if line.startswith("threads"))
+    assert lines == [f"threads {r} {share} [{share}]" for r in range(2)], run.stdout
 
 
 def test_sigkill_on_one_rank_then_resume_continues_the_identical_run(straight, cache, tmp_path):
