@@ -15,6 +15,7 @@ Options follow the habits of common training scripts: --data-dir, --output-dir/-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shlex
@@ -127,6 +128,12 @@ def _resume_command(argv):
             words.append(a)
         i += 1
     return shlex.join(["alexnet", *words, *resume])
+
+
+def _start_command(argv):
+    """The command line that was run, without --resume: what starts the run afresh."""
+    words = _resume_command(argv).split(" --resume")[0]
+    return words
 
 
 def _output_file(path, inputs):
@@ -246,6 +253,7 @@ def _resume_dir(args):
 
 
 def cmd_train(args):
+    from . import stopping
     from .distributed import world
     from .imagenet_train import Recipe, train_imagenet
     from .train import CHECKPOINT
@@ -253,7 +261,11 @@ def cmd_train(args):
                     epochs=args.epochs, schedule=args.schedule, patience=args.patience,
                     seed=args.seed)
     comm = world()                  # under mpiexec: one of several processes
-    with comm.abort_on_error("alexnet train"):
+    stopping.announce(comm.is_root)
+    # Under MPI a signal never cuts a rank loose from the others: every rank records
+    # it, and they stop together after the same step (alexnet.stopping).
+    together = stopping.deferred() if comm.size > 1 else contextlib.nullcontext()
+    with comm.abort_on_error("alexnet train", hint=lambda: _train_hint(args)), together:
         run = _resume_dir(args)
         out = run or Path(args.output_dir)
 
@@ -282,6 +294,25 @@ def cmd_train(args):
               f"{last.get('val_top1', float('nan')):.4f}, top-5 error "
               f"{last.get('val_top5', float('nan')):.4f}")
     print(f"wrote {out}/checkpoint.npz, metrics.jsonl, training.png")
+
+
+def _train_hint(args, saved=None):
+    """What to type after `alexnet train` stopped: true to what is on disk now."""
+    from .distributed import world
+    from .train import CHECKPOINT
+    try:
+        out = _resume_dir(args) or Path(args.output_dir)
+    except ValueError:
+        out = Path(args.output_dir)
+    size = world().size
+    how = (f" (under the same launcher, e.g. mpiexec -n {size})" if size > 1 else "")
+    if saved:
+        return f"a checkpoint was saved: {saved}. To resume{how}:\n  {_resume_command(args.argv)}"
+    if (out / CHECKPOINT).exists():
+        return (f"the last checkpoint, {out / CHECKPOINT}, is kept. To resume{how}:\n  "
+                f"{_resume_command(args.argv)}")
+    return (f"no checkpoint was written. To start again{how}:\n  "
+            f"{_start_command(args.argv)}")
 
 
 def cmd_evaluate(args):
@@ -516,13 +547,13 @@ def build_parser():
     return p
 
 
-_RESUMABLE = {"train": "the last checkpoint is kept; to resume: {resume}",
-              "figure1": "the last checkpoints are kept; to resume, run the same command again",
+_RESUMABLE = {"figure1": "the last checkpoints are kept; to resume, run the same command again",
               "figure1-sweep": "run the same command again to start the sweep over",
               "prepare": "finished chunks are kept; to resume, run the same command again"}
 
 
 def main(argv=None):
+    from . import stopping
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
@@ -533,12 +564,21 @@ def main(argv=None):
                   f"processes; start `alexnet {args.command}` without mpiexec", file=sys.stderr)
             return 1
     try:
-        return args.func(args) or 0
-    except KeyboardInterrupt:
-        hint = _RESUMABLE.get(args.command, "nothing was written").format(
-            resume=_resume_command(argv))
-        print(f"\nalexnet {args.command}: interrupted; {hint}", file=sys.stderr)
-        return 130
+        with stopping.signals():     # Ctrl-C and SIGTERM (a scheduler's stop) alike
+            return args.func(args) or 0
+    except KeyboardInterrupt as e:
+        status = stopping.exit_status(e)
+        if getattr(e, "together", False):
+            from .distributed import world
+            if not world().is_root:       # every rank stopped; rank 0 tells the user
+                return status
+        if args.command == "train":
+            hint = _train_hint(args, getattr(e, "saved", None))
+        else:
+            hint = _RESUMABLE.get(args.command, "nothing was written")
+        print(f"\nalexnet {args.command}: interrupted by {getattr(e, 'name', 'SIGINT')}; {hint}",
+              file=sys.stderr)
+        return status
     except (ValueError, RuntimeError, KeyError) as e:
         print(f"alexnet {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -41,7 +41,7 @@ from .distributed import world
 from .evaluate import evaluate, evaluate_split
 from .figures import plot_training
 from .model import AlexNet, AlexNetConfig
-from .train import CHECKPOINT, TrainConfig, Trainer
+from .train import CHECKPOINT, RunLock, TrainConfig, Trainer
 
 RECIPE_KIND = "alexnet-imagenet"
 
@@ -283,8 +283,17 @@ def train_imagenet(cache, out="runs/alexnet", recipe: Recipe = None, columns=2, 
     comm.check_batch(recipe.batch_size)
 
     ckpt = out / CHECKPOINT
+    lock = RunLock(out)            # one process trains in a run folder (rank 0, for all)
 
     def check_out():
+        lock.acquire()
+        try:
+            check_run_folder()
+        except BaseException:
+            lock.release()
+            raise
+
+    def check_run_folder():
         if ckpt.exists() and not resume:
             raise FileExistsError(f"{out} already holds a run ({ckpt}); to continue it, run the "
                                   "same command with --resume added; to start another, choose "
@@ -307,43 +316,48 @@ def train_imagenet(cache, out="runs/alexnet", recipe: Recipe = None, columns=2, 
                                  f"the saved settings, or start a new run with another "
                                  f"--output-dir.")
     comm.root_check(check_out)      # rank 0 reads and writes the run folder
-
-    minidl.random.manual_seed(recipe.seed)                   # dropout masks
-    model = AlexNet(cfg, devices=devices, seed=recipe.seed)  # Sec 5's init
-    opt = optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                    weight_decay=recipe.weight_decay)
-    schedule = _schedule(recipe, opt)
-    train = Loader(train_split, recipe.batch_size, train=True, crop=input_size, seed=recipe.seed,
-                   workers=workers, color_std=recipe.color_std, shard=comm.shard)
-    val = Loader(val_split, eval_batch_size or recipe.batch_size, train=False, crop=input_size,
-                 workers=workers, mean=train_split.mean, shard=comm.shard)
-
-    def on_val(m):
-        r = comm.combine_means(evaluate(m, val.epoch(0), progress=progress and comm.is_root,
-                                        desc="val (centre patch)", total=len(val)))
-        return {"val_loss": r["loss"], "val_top1": r["top1"], "val_top5": r["top5"]}
-
-    trainer = _PlottingTrainer(
-        model, opt, train, out,
-        TrainConfig(max_epochs=recipe.epochs, checkpoint_minutes=checkpoint_minutes,
-                    checkpoint_steps=checkpoint_steps, progress=progress, run_name="alexnet"),
-        evaluate=on_val, schedule=schedule, schedule_metric="val_top1", extra_meta=meta,
-        comm=comm)
-    if comm.is_root:
-        out.mkdir(parents=True, exist_ok=True)
-        run_info = {k: v for k, v in meta.items() if k != "mean"}
-        (out / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
-    if resume and comm.is_root:         # the others get its state in fit()
-        trainer.resume()
-        if resume_lr is not None:       # the rate from now on; a fixed schedule is rescaled
-            if hasattr(schedule, "base_lr"):
-                schedule.base_lr *= float(resume_lr) / opt.lr
-            opt.lr = float(resume_lr)
     try:
-        return trainer.fit()
-    finally:               # Ctrl-C, a diverged loss, a failed worker: no process is left behind
-        train.close()
-        val.close()
+        minidl.random.manual_seed(recipe.seed)                   # dropout masks
+        model = AlexNet(cfg, devices=devices, seed=recipe.seed)  # Sec 5's init
+        opt = optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                        weight_decay=recipe.weight_decay)
+        schedule = _schedule(recipe, opt)
+        train = Loader(train_split, recipe.batch_size, train=True, crop=input_size,
+                       seed=recipe.seed, workers=workers, color_std=recipe.color_std,
+                       shard=comm.shard)
+        val = Loader(val_split, eval_batch_size or recipe.batch_size, train=False,
+                     crop=input_size, workers=workers, mean=train_split.mean, shard=comm.shard)
+
+        def on_val(m):
+            r = comm.combine_means(evaluate(m, val.epoch(0), progress=progress and comm.is_root,
+                                            desc="val (centre patch)", total=len(val)))
+            return {"val_loss": r["loss"], "val_top1": r["top1"], "val_top5": r["top5"]}
+
+        trainer = _PlottingTrainer(
+            model, opt, train, out,
+            TrainConfig(max_epochs=recipe.epochs, checkpoint_minutes=checkpoint_minutes,
+                        checkpoint_steps=checkpoint_steps, progress=progress,
+                        run_name="alexnet"),
+            evaluate=on_val, schedule=schedule, schedule_metric="val_top1", extra_meta=meta,
+            comm=comm)
+        if comm.is_root:
+            out.mkdir(parents=True, exist_ok=True)
+            run_info = {k: v for k, v in meta.items() if k != "mean"}
+            (out / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
+        if resume and comm.is_root:         # the others get its state in fit()
+            trainer.resume()
+            if resume_lr is not None:       # the rate from now on; a fixed schedule is rescaled
+                if hasattr(schedule, "base_lr"):
+                    schedule.base_lr *= float(resume_lr) / opt.lr
+                opt.lr = float(resume_lr)
+        try:
+            return trainer.fit()
+        finally:           # Ctrl-C, a diverged loss, a failed worker: no process is left behind
+            train.close()
+            val.close()
+    finally:
+        if comm.is_root:
+            lock.release()
 
 
 # ----------------------------------------------------------------------------- evaluation

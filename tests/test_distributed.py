@@ -9,8 +9,10 @@ Every subprocess has a timeout.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from alexnet.data.loader import Loader
 from alexnet.data.prepare import CacheSplit
 from alexnet.train import read_metrics
 from test_imagenet_train import SMALL, cache  # noqa: F401 (cache: the prepared-cache fixture)
+from test_train import hold_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).with_name("_mpi_script.py")
@@ -251,6 +254,51 @@ def test_sigkill_on_one_rank_then_resume_continues_the_identical_run(straight, c
         assert ra == pytest.approx(rc, rel=1e-5)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_every_rank_after_the_same_step_and_resume_goes_on(
+        cache, tmp_path, signum):
+    """Ctrl-C (SIGINT to mpiexec's process group, as a terminal sends it) or SIGTERM to
+    mpiexec (a scheduler's stop): mpiexec forwards it to every rank, the ranks stop
+    after the same step, rank 0 saves there, the job exits with the signal's status,
+    rank 0 alone says so, and the resume command it gives works."""
+    out = tmp_path / "run"
+    args = ["train", "--data-dir", str(cache), "--output-dir", str(out), "--batch", "8",
+            "--epochs", "100", "--workers", "1", *SMALL, "--fc-features", "16"]
+    proc = subprocess.Popen(documented(2, *args), env=user_environment(), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not (out / "checkpoint.npz").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)                          # epoch 1 done: the ranks train
+        time.sleep(0.5)
+        if signum == signal.SIGINT:
+            os.killpg(proc.pid, signum)
+        else:
+            os.kill(proc.pid, signum)
+        _, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, err
+    assert err.count(f"interrupted by {name}; a checkpoint was saved") == 1, err   # rank 0's
+    for bad in ("KeyboardInterrupt", "Traceback", "MPI_Abort", "error:"):
+        assert bad not in err, err
+    train = weights(out)["train"]
+    said = err.split("checkpoint.npz (")[1].split(")")[0]
+    assert said == (f"after epoch {train['epoch']}" if train["batch"] == 0 else
+                    f"epoch {train['epoch'] + 1}, after batch {train['batch']} of 6")
+    assert err.strip().splitlines()[-1].endswith(" ".join(args) + " --resume")
+    more = [*args[:args.index("--epochs")], "--epochs", str(train["epoch"] + 1),
+            *args[args.index("--epochs") + 2:], "--resume"]
+    resumed = subprocess.run(documented(2, *more), env=user_environment(), cwd=ROOT,
+                             capture_output=True, text=True, timeout=TIMEOUT)
+    assert resumed.returncode == 0, resumed.stderr
+    assert weights(out)["train"]["step"] == 6 * (train["epoch"] + 1)
+
+
 def test_an_error_on_one_rank_stops_every_rank_and_keeps_the_checkpoint(cache, tmp_path):
     run = launch(2, "train", "--fail-at", "0", "3", "--rank", "1", "--",
                  "--data", str(cache), "--out", str(tmp_path), *RUN)
@@ -287,6 +335,15 @@ def test_a_batch_the_ranks_cannot_share_and_a_run_in_use_are_refused_on_every_ra
     assert "1, 2, 4, 8" in run.stderr
     run = launch(2, "train", "--", "--data", str(cache), "--out", str(straight), *RUN)
     assert run.returncode != 0 and run.stderr.count("already holds a run") == 2, run.stderr
+    holder = hold_lock(tmp_path / "busy")                  # another job trains there
+    try:
+        run = launch(2, "train", "--", "--data", str(cache), "--out", str(tmp_path / "busy"),
+                     *RUN)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run.returncode != 0, run.stderr
+    assert run.stderr.count(f"is in use: another process trains there (pid {holder.pid}") == 2
     run = launch(2, "evaluate", str(straight), "--data", str(cache), "--no-progress")
     assert run.returncode != 0 and run.stderr.count("only `alexnet train` runs over") == 2
 
