@@ -115,7 +115,18 @@ def progress_bars(args) -> bool:
 def _resume_command(argv):
     """The command line that was run, with --resume (and its RUN, if one was given) last:
     what to type to continue the run."""
-    words, resume, i = [], ["--resume"], 0
+    words, resume = _without_resume(argv)
+    return shlex.join(["alexnet", *words, "--resume", *resume])
+
+
+def _start_command(argv):
+    """The command line that was run, without --resume: what starts the run afresh."""
+    return shlex.join(["alexnet", *_without_resume(argv)[0]])
+
+
+def _without_resume(argv):
+    """(the words of argv but --resume [RUN], [RUN] or [])."""
+    words, resume, i = [], [], 0
     while i < len(argv):
         a = argv[i]
         if a == "--resume":
@@ -127,13 +138,7 @@ def _resume_command(argv):
         else:
             words.append(a)
         i += 1
-    return shlex.join(["alexnet", *words, *resume])
-
-
-def _start_command(argv):
-    """The command line that was run, without --resume: what starts the run afresh."""
-    words = _resume_command(argv).split(" --resume")[0]
-    return words
+    return words, resume
 
 
 def _output_file(path, inputs):
