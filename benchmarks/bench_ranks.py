@@ -96,6 +96,7 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3, help="runs of each command, alternated")
     p.add_argument("--nets", default="tiny,mid", help="comma-separated: tiny, mid, paper")
     p.add_argument("--epochs", type=int, default=3, help="epochs per run (the first not timed)")
+    p.add_argument("--name", default="bench_ranks", help="results/NAME.json")
     args = p.parse_args(argv)
     mpiexec = Path(sys.executable).parent / "mpiexec"
     mpiexec = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
@@ -114,6 +115,7 @@ def main(argv=None):
                         f"{args.ranks} ranks": [mpiexec, "-n", str(args.ranks),
                                                 sys.executable, *base]}
             got = {name: [] for name in commands}
+            load = [os.getloadavg()[0]]                 # the machine is shared: say how busy
             for r in range(args.rounds):
                 order = list(commands) if r % 2 == 0 else list(commands)[::-1]
                 for name in order:
@@ -122,6 +124,7 @@ def main(argv=None):
                     samples.append({"net": net, "round": r, "command": name,
                                     "images_per_s": speed, "wall_s": wall})
                     print(f"{net} round {r} {name}: {speed:.1f} img/s, {wall:.1f} s", flush=True)
+                load.append(os.getloadavg()[0])
             med = {name: (float(np.median([s for s, _ in v])), float(np.median([w for _, w in v])))
                    for name, v in got.items()}
             (one_speed, one_wall), (many_speed, many_wall) = (med[name] for name in commands)
@@ -129,13 +132,17 @@ def main(argv=None):
                          "ranks": args.ranks, "one_process_img_s": one_speed,
                          "ranks_img_s": many_speed, "speed_ratio": many_speed / one_speed,
                          "one_process_wall_s": one_wall, "ranks_wall_s": many_wall,
-                         "wall_ratio": many_wall / one_wall, "rounds": args.rounds})
+                         "wall_ratio": many_wall / one_wall, "rounds": args.rounds,
+                         "load_average": float(np.median(load))})
     notes = (f"medians of {args.rounds} alternated runs of each command, {args.epochs} epochs "
              f"each (speed: epochs 2 on); speed_ratio > 1: the ranks are faster; wall_ratio "
-             f"< 1: the ranks' whole command is shorter; defaults: each rank has cores // "
-             f"ranks threads for minidl and for the BLAS, and --workers 2 loader processes")
-    report("bench_ranks", rows, notes=notes)
-    path = Path(__file__).resolve().parent / "results" / "bench_ranks.json"
+             f"< 1: the ranks' whole command is shorter; load_average: the machine's 1-minute "
+             f"load during the runs (other processes included; above the core count, the "
+             f"ranks wait for each other once per step, and a tiny net's short steps suffer "
+             f"most); defaults: each rank has cores // ranks threads for minidl and for the "
+             f"BLAS, and --workers 2 loader processes")
+    report(args.name, rows, notes=notes)
+    path = Path(__file__).resolve().parent / "results" / f"{args.name}.json"
     data = json.loads(path.read_text())
     data["samples"] = samples
     path.write_text(json.dumps(data, indent=1))
