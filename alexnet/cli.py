@@ -19,6 +19,8 @@ Options follow the habits of common training scripts: --data-dir, --output-dir/-
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
 import shlex
 import sys
@@ -113,7 +115,18 @@ def progress_bars(args) -> bool:
 def _resume_command(argv):
     """The command line that was run, with --resume (and its RUN, if one was given) last:
     what to type to continue the run."""
-    words, resume, i = [], ["--resume"], 0
+    words, resume = _without_resume(argv)
+    return shlex.join(["alexnet", *words, "--resume", *resume])
+
+
+def _start_command(argv):
+    """The command line that was run, without --resume: what starts the run afresh."""
+    return shlex.join(["alexnet", *_without_resume(argv)[0]])
+
+
+def _without_resume(argv):
+    """(the words of argv but --resume [RUN], [RUN] or [])."""
+    words, resume, i = [], [], 0
     while i < len(argv):
         a = argv[i]
         if a == "--resume":
@@ -125,21 +138,38 @@ def _resume_command(argv):
         else:
             words.append(a)
         i += 1
-    return shlex.join(["alexnet", *words, *resume])
+    return words, resume
 
 
 def _output_file(path, inputs):
-    """Refuse to write a result over one of the command's inputs (a checkpoint, the cache)."""
+    """Where --json goes. Refused: a file the command reads (`inputs`: files, or
+    folders whose files it reads), a folder, and any existing file that is not an
+    earlier result of the same command. A new file is fine anywhere, a run folder
+    included (`--json RUN/val.json`)."""
     target = Path(path).resolve()
     for p in inputs:
         p = Path(p).resolve()
-        if target == p or (p.is_dir() and p in target.parents):
-            raise ValueError(f"--json {path} would overwrite the input {p}; write the result "
-                             "elsewhere, e.g. --json result.json")
-    if target.exists() and target.suffix.lower() != ".json":
-        raise ValueError(f"--json {path} exists and is not a .json file; refusing to overwrite "
-                         "it. Give a path ending in .json")
+        if target == p or (p.is_dir() and p in target.parents and target.exists()):
+            raise ValueError(f"--json {path} would overwrite {target}, which this command "
+                             "reads; write the result elsewhere, e.g. --json result.json")
+    if target.is_dir():
+        raise ValueError(f"--json {path} is a folder; give a file name, e.g. "
+                         f"--json {Path(path) / 'result.json'}")
+    if target.exists() and not _is_result(target):
+        raise ValueError(f"--json {path} exists and is not a result of `alexnet evaluate`; "
+                         "refusing to overwrite it. Give a new file name ending in .json")
     return target
+
+
+def _is_result(path) -> bool:
+    """An earlier `--json` result (a JSON object naming its split and checkpoint)."""
+    try:
+        if path.stat().st_size > 1 << 20:
+            return False
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(result, dict) and {"split", "checkpoint", "cache"} <= set(result)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -289,6 +319,7 @@ MODEL_OPTIONS = ("columns", "input_size", "conv_channels", "fc_features", "weigh
 
 
 def cmd_train(args):
+    from . import stopping
     from .distributed import world
     from .imagenet_train import train_imagenet
     from .train import CHECKPOINT
@@ -297,7 +328,11 @@ def cmd_train(args):
         recipe["color_std"] = 0.0
     model = {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k) is not None}
     comm = world()                  # under mpiexec: one of several processes
-    with comm.abort_on_error("alexnet train"):
+    stopping.announce(comm.is_root)
+    # Under MPI a signal never cuts a rank loose from the others: every rank records
+    # it, and they stop together after the same step (alexnet.stopping).
+    together = stopping.deferred() if comm.size > 1 else contextlib.nullcontext()
+    with comm.abort_on_error("alexnet train", hint=lambda: _train_hint(args)), together:
         run = _resume_dir(args)
         out = run or Path(args.output_dir)
 
@@ -323,10 +358,31 @@ def cmd_train(args):
     print(f"wrote {out}/checkpoint.npz, metrics.jsonl, training.png")
 
 
+def _train_hint(args, saved=None):
+    """What to type after `alexnet train` stopped: true to what is on disk now."""
+    from .distributed import world
+    from .train import CHECKPOINT
+    try:
+        out = _resume_dir(args) or Path(args.output_dir)
+    except ValueError:
+        out = Path(args.output_dir)
+    size = world().size
+    how = (f" (under the same launcher, e.g. mpiexec -n {size})" if size > 1 else "")
+    if saved:
+        return f"a checkpoint was saved: {saved}. To resume{how}:\n  {_resume_command(args.argv)}"
+    if (out / CHECKPOINT).exists():
+        return (f"the last checkpoint, {out / CHECKPOINT}, is kept. To resume{how}:\n  "
+                f"{_resume_command(args.argv)}")
+    return (f"no checkpoint was written. To start again{how}:\n  "
+            f"{_start_command(args.argv)}")
+
+
 def cmd_evaluate(args):
     from .imagenet_train import describe_evaluation, evaluate_checkpoint, write_json
+    from .train import CHECKPOINT
     if args.json:
-        _output_file(args.json, [args.checkpoint, args.data_dir])
+        ckpt = Path(args.checkpoint)          # a run folder: only its checkpoint is read
+        _output_file(args.json, [ckpt / CHECKPOINT if ckpt.is_dir() else ckpt, args.data_dir])
     result = evaluate_checkpoint(args.checkpoint, args.data_dir, split=args.split,
                                  patches=args.patches, batch_size=args.batch_size,
                                  workers=args.workers, devices=args.devices,
@@ -610,8 +666,7 @@ def build_parser():
     return p
 
 
-_RESUMABLE = {"train": "the last checkpoint is kept; to resume: {resume}",
-              "figure1": "the last checkpoints are kept; to resume, run the same command again",
+_RESUMABLE = {"figure1": "the last checkpoints are kept; to resume, run the same command again",
               "figure1-sweep": "run the same command again to start the sweep over",
               "claims": "finished runs and the last checkpoints are kept; to continue, run "
                         "the same command again",
@@ -619,6 +674,7 @@ _RESUMABLE = {"train": "the last checkpoint is kept; to resume: {resume}",
 
 
 def main(argv=None):
+    from . import stopping
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
@@ -629,14 +685,21 @@ def main(argv=None):
                   f"processes; start `alexnet {args.command}` without mpiexec", file=sys.stderr)
             return 1
     try:
-        return args.func(args) or 0
+        with stopping.signals():     # Ctrl-C and SIGTERM (a scheduler's stop) alike
+            return args.func(args) or 0
     except KeyboardInterrupt as e:
-        hint = _RESUMABLE.get(args.command, "nothing was written").format(
-            resume=_resume_command(argv))
-        signum = getattr(e, "signum", 2)              # alexnet.runner.Interrupted: SIGTERM too
-        what = "interrupted" if signum == 2 else "stopped by SIGTERM"
-        print(f"\nalexnet {args.command}: {what}; {hint}", file=sys.stderr)
-        return 128 + signum                           # 130 for Ctrl-C, 143 for SIGTERM
+        status = stopping.exit_status(e)
+        if getattr(e, "together", False):
+            from .distributed import world
+            if not world().is_root:       # every rank stopped; rank 0 tells the user
+                return status
+        if args.command == "train":
+            hint = _train_hint(args, getattr(e, "saved", None))
+        else:
+            hint = _RESUMABLE.get(args.command, "nothing was written")
+        print(f"\nalexnet {args.command}: interrupted by {getattr(e, 'name', 'SIGINT')}; {hint}",
+              file=sys.stderr)
+        return status
     except (ValueError, RuntimeError, KeyError) as e:
         print(f"alexnet {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -42,7 +42,7 @@ from .evaluate import evaluate, evaluate_split
 from .figures import plot_training
 from .model import AlexNet, AlexNetConfig
 from .settings import check as check_setting
-from .train import CHECKPOINT, TrainConfig, Trainer
+from .train import CHECKPOINT, RunLock, TrainConfig, Trainer
 
 RECIPE_KIND = "alexnet-imagenet"
 
@@ -398,7 +398,17 @@ def train_imagenet(cache=None, out="runs/alexnet", recipe=None, columns=None, de
                                            "data": meta["data"], "resume": resume})
     comm.check_batch(recipe.batch_size)
 
+    lock = RunLock(out)            # one process trains in a run folder (rank 0, for all)
+
     def check_out():
+        lock.acquire()
+        try:
+            check_run_folder()
+        except BaseException:
+            lock.release()
+            raise
+
+    def check_run_folder():
         if ckpt.exists() and not resume:
             raise FileExistsError(f"{out} already holds a run ({ckpt}); to continue it, run the "
                                   "same command with --resume added; to start another, choose "
@@ -421,45 +431,48 @@ def train_imagenet(cache=None, out="runs/alexnet", recipe=None, columns=None, de
                 "the data it began with: give its cache (--data-dir), or start a new run with "
                 "another --output-dir.")
     comm.root_check(check_out)      # rank 0 reads and writes the run folder
-
-    minidl.random.manual_seed(recipe.seed)                   # dropout masks
-    model = AlexNet(cfg, devices=devices, seed=recipe.seed)  # Sec 5's init
-    opt = optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                    weight_decay=recipe.weight_decay)
-    schedule = _schedule(recipe, opt)
-    pca = (train_split.eigvecs, train_split.eigvals) if recipe.color_std > 0 else False
-    train = Loader(train_split, recipe.batch_size, train=True, crop=cfg.input_size,
-                   seed=recipe.seed, workers=workers, color_std=recipe.color_std, pca=pca,
-                   shard=comm.shard)
-    val = Loader(val_split, eval_batch_size or recipe.batch_size, train=False, crop=cfg.input_size,
-                 workers=workers, mean=train_split.mean, shard=comm.shard)
-
-    def on_val(m):
-        r = comm.combine_means(evaluate(m, val.epoch(0), progress=progress and comm.is_root,
-                                        desc="val (centre patch)", total=len(val)))
-        return {"val_loss": r["loss"], "val_top1": r["top1"], "val_top5": r["top5"]}
-
-    trainer = _RunTrainer(
-        model, opt, train, out,
-        TrainConfig(max_epochs=recipe.epochs, checkpoint_minutes=checkpoint_minutes,
-                    checkpoint_steps=checkpoint_steps, progress=progress, run_name="alexnet"),
-        evaluate=on_val, schedule=schedule, schedule_metric="val_top1", extra_meta=meta,
-        comm=comm, cache=cache)
-    if comm.is_root:
-        out.mkdir(parents=True, exist_ok=True)
-        run_info = {k: v for k, v in meta.items() if k != "mean"}
-        (out / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
-    if resume and comm.is_root:         # the others get its state in fit()
-        trainer.resume()
-        if "lr" in given:               # the rate from now on; a fixed schedule is rescaled
-            if hasattr(schedule, "base_lr"):
-                schedule.base_lr *= float(given["lr"]) / opt.lr
-            opt.lr = float(given["lr"])
     try:
-        return trainer.fit()
-    finally:               # Ctrl-C, a diverged loss, a failed worker: no process is left behind
-        train.close()
-        val.close()
+        minidl.random.manual_seed(recipe.seed)                   # dropout masks
+        model = AlexNet(cfg, devices=devices, seed=recipe.seed)  # Sec 5's init
+        opt = optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                        weight_decay=recipe.weight_decay)
+        schedule = _schedule(recipe, opt)
+        pca = (train_split.eigvecs, train_split.eigvals) if recipe.color_std > 0 else False
+        train = Loader(train_split, recipe.batch_size, train=True, crop=cfg.input_size,
+                       seed=recipe.seed, workers=workers, color_std=recipe.color_std, pca=pca,
+                       shard=comm.shard)
+        val = Loader(val_split, eval_batch_size or recipe.batch_size, train=False, crop=cfg.input_size,
+                     workers=workers, mean=train_split.mean, shard=comm.shard)
+
+        def on_val(m):
+            r = comm.combine_means(evaluate(m, val.epoch(0), progress=progress and comm.is_root,
+                                            desc="val (centre patch)", total=len(val)))
+            return {"val_loss": r["loss"], "val_top1": r["top1"], "val_top5": r["top5"]}
+
+        trainer = _RunTrainer(
+            model, opt, train, out,
+            TrainConfig(max_epochs=recipe.epochs, checkpoint_minutes=checkpoint_minutes,
+                        checkpoint_steps=checkpoint_steps, progress=progress, run_name="alexnet"),
+            evaluate=on_val, schedule=schedule, schedule_metric="val_top1", extra_meta=meta,
+            comm=comm, cache=cache)
+        if comm.is_root:
+            out.mkdir(parents=True, exist_ok=True)
+            run_info = {k: v for k, v in meta.items() if k != "mean"}
+            (out / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
+        if resume and comm.is_root:         # the others get its state in fit()
+            trainer.resume()
+            if "lr" in given:               # the rate from now on; a fixed schedule is rescaled
+                if hasattr(schedule, "base_lr"):
+                    schedule.base_lr *= float(given["lr"]) / opt.lr
+                opt.lr = float(given["lr"])
+        try:
+            return trainer.fit()
+        finally:           # Ctrl-C, a diverged loss, a failed worker: no process is left behind
+            train.close()
+            val.close()
+    finally:
+        if comm.is_root:
+            lock.release()
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 import minidl
 from minidl.cpu.parallel import available_cores
 
+from . import stopping
 from .train import read_metrics
 
 
@@ -56,30 +57,6 @@ class Run:
     kwargs: dict = field(default_factory=dict)
     expected_epochs: int = 1
     label: str = ""
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM: the runs stopped; their last checkpoints are kept."""
-
-    def __init__(self, signum=signal.SIGINT):
-        super().__init__()
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM (what schedulers send before a kill) stops the runs as Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise Interrupted(signum)
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_all(runs, out, jobs=1, progress=True, device="cpu", title="experiment") -> dict:
@@ -119,7 +96,7 @@ def run_all(runs, out, jobs=1, progress=True, device="cpu", title="experiment") 
 
     histories = {}
     try:
-        with sigterm_as_interrupt():
+        with stopping.signals():            # Ctrl-C and SIGTERM alike (alexnet.stopping)
             if jobs > 1 and len(runs) > 1 and device == "cpu":
                 histories = _in_processes(runs, out, jobs, on_epoch, on_finish)
             else:

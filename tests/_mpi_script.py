@@ -18,6 +18,10 @@
         (--kill-at), or raises an error (--fail-at), when the training loader is
         about to hand out that batch.
 
+    python _mpi_script.py threads
+        Prints "threads RANK MINIDL BLAS": the threads minidl's ops and the BLAS use
+        in this rank (its share of the machine's cores).
+
     python _mpi_script.py COMMAND ARGS
         Any other `alexnet COMMAND ARGS`.
 """
@@ -136,6 +140,12 @@ if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "nccl":
         nccl()
+        sys.exit(0)
+    if mode == "threads":
+        from threadpoolctl import threadpool_info
+        comm = world()
+        blas = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        print(f"threads {comm.rank} {minidl.get_num_threads()} {blas}", flush=True)
         sys.exit(0)
     if mode == "equivalence":
         equivalence(args[0], own_dropout="--own-dropout" in args)

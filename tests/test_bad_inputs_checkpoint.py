@@ -2,6 +2,7 @@
 pickled, or full of NaN. Each gives a clear error (or is cleaned up), never a
 traceback, a lost checkpoint or a silently wrong number."""
 import fcntl
+import json
 
 import numpy as np
 import pytest
@@ -22,17 +23,30 @@ def test_evaluate_json_never_overwrites_an_input(tmp_path, capsys):
     ckpt.write_bytes(b"weights")
     cache = tmp_path / "cache"
     cache.mkdir()
-    for target in (ckpt, cache / "result.json", tmp_path / "notes.txt"):
-        if target.suffix == ".txt":
-            target.write_text("mine")
+    (cache / "manifest.json").write_text('{"splits": {}}')
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "notes.json").write_text('{"mine": 1}')
+    for target, said in ((ckpt, "which this command reads"),
+                         (cache / "manifest.json", "which this command reads"),
+                         (tmp_path / "notes.txt", "is not a result of `alexnet evaluate`"),
+                         (tmp_path / "notes.json", "is not a result of `alexnet evaluate`"),
+                         (tmp_path, "is a folder")):
         assert cli.main(["evaluate", str(ckpt.parent), "--data-dir", str(cache),
                          "--json", str(target)]) == 1
         err = capsys.readouterr().err
-        assert "--json" in err and "Traceback" not in err
-    assert ckpt.read_bytes() == b"weights" and (tmp_path / "notes.txt").read_text() == "mine"
+        assert "--json" in err and said in err and "Traceback" not in err, (target, err)
     assert cli.main(["evaluate", str(ckpt), "--data-dir", str(cache), "--json",
                      str(ckpt)]) == 1
-    assert "would overwrite the input" in capsys.readouterr().err
+    assert "which this command reads" in capsys.readouterr().err
+    assert ckpt.read_bytes() == b"weights" and (tmp_path / "notes.txt").read_text() == "mine"
+    assert (cache / "manifest.json").read_text() == '{"splits": {}}'
+    assert json.loads((tmp_path / "notes.json").read_text()) == {"mine": 1}
+    # a new file in an input folder is no input: refused only later, for the fake
+    # checkpoint (not for --json)
+    for target in (ckpt.parent / "val.json", cache / "result.json"):
+        assert cli.main(["evaluate", str(ckpt.parent), "--data-dir", str(cache),
+                         "--json", str(target)]) == 1
+        assert "--json" not in capsys.readouterr().err
 
 
 def test_a_pickled_file_is_refused_without_suggesting_pickle(tmp_path):

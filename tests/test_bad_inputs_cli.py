@@ -123,6 +123,20 @@ def test_the_resume_command_keeps_every_option_and_the_run():
         "alexnet train --lr 0.001 --resume"
 
 
+def test_the_hint_after_a_stopped_train_is_true_to_what_is_on_disk(tmp_path):
+    """--resume only when there is a checkpoint to resume from."""
+    argv = ["train", "--data-dir", "c", "-o", str(tmp_path), "-b", "8"]
+    args = cli.build_parser().parse_args(argv)
+    args.argv = argv
+    assert cli._train_hint(args) == ("no checkpoint was written. To start again:\n  "
+                                     f"alexnet train --data-dir c -o {tmp_path} -b 8")
+    (tmp_path / "checkpoint.npz").write_bytes(b"x")
+    assert cli._train_hint(args).endswith(f"-o {tmp_path} -b 8 --resume")
+    assert "the last checkpoint" in cli._train_hint(args)
+    saved = cli._train_hint(args, saved="RUN/checkpoint.npz (epoch 2, after batch 5 of 9)")
+    assert saved.startswith("a checkpoint was saved: RUN/checkpoint.npz (epoch 2, after batch 5")
+
+
 def test_figure1_quick_has_its_own_default_folder(monkeypatch):
     import alexnet.experiments as ex
     seen = []

@@ -178,7 +178,7 @@ def test_sigterm_stops_the_runs_and_the_same_command_continues(tmp_path):
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 143, err
-    assert "stopped by SIGTERM" in err and "run the same command again" in err
+    assert "interrupted by SIGTERM" in err and "run the same command again" in err
     assert "Traceback" not in err
     finished = {r.parent: r.stat().st_mtime_ns for r in out.glob("runs/*/seed*/result.json")}
     assert finished

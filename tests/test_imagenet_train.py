@@ -179,7 +179,7 @@ def test_checkpoint_rebuilds_the_model_alone(trained):
 
 
 def test_evaluate_centre_and_ten_patches(trained, cache, tmp_path, capsys):
-    out = tmp_path / "eval.json"
+    out = trained / "val.json"           # docs/howto_imagenet.md's form: a new file in the run
     assert cli.main(["evaluate", str(trained), "--data", str(cache), "--workers", "0",
                      "--batch", "20", "--json", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
@@ -305,34 +305,64 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(cache, tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_ctrl_c_during_training_keeps_the_checkpoint_and_leaves_no_process(cache, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_during_training_saves_a_checkpoint_and_leaves_no_process(
+        cache, tmp_path, signum):
+    """Ctrl-C and SIGTERM, sent to every process of the job (as a terminal and Slurm or
+    systemd send them: the loader workers get it too), end alike: a checkpoint where
+    the state is whole (checkpoints are otherwise only written at the end of an epoch
+    here), the exit status of that signal, a resume command that works, no process left."""
     out = tmp_path / "run"
     args = ["--data", str(cache), "--out", str(out), "--batch", "4", "--epochs", "50",
-            "--workers", "2", "--checkpoint-steps", "1", *SMALL]
+            "--workers", "2", *SMALL]
     proc = subprocess.Popen([sys.executable, "-m", "alexnet", "train", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
-        for _ in range(600):                       # until a few steps are checkpointed
+        for _ in range(1200):                      # until the first epoch is checkpointed
             if (out / "checkpoint.npz").exists():
                 break
             time.sleep(0.05)
         time.sleep(0.3)
-        os.killpg(proc.pid, signal.SIGINT)         # what a terminal sends to the whole group
-        _, err = proc.communicate(timeout=30)
+        os.killpg(proc.pid, signum)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err and "leaked" not in err
+    assert proc.returncode == 128 + signum, err
+    name = signal.Signals(signum).name
+    assert f"interrupted by {name}; a checkpoint was saved: {out / 'checkpoint.npz'}" in err
+    assert "Traceback" not in err and "leaked" not in err
     assert err.strip().splitlines()[-1].endswith(" ".join(args) + " --resume")   # what to type
-    assert minidl.serialize.load(out / "checkpoint.npz")["train"]["step"] >= 1
+    train = minidl.serialize.load(out / "checkpoint.npz")["train"]
+    said = err.split("checkpoint.npz (")[1].split(")")[0]
+    assert said == (f"after epoch {train['epoch']}" if train["batch"] == 0 else
+                    f"epoch {train['epoch'] + 1}, after batch {train['batch']} of 12")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and session_processes(proc.pid):
         time.sleep(0.1)
     assert session_processes(proc.pid) == []      # loader workers and forkserver gone
+    more = [*args[:args.index("--epochs")], "--epochs", str(train["epoch"] + 1),
+            *args[args.index("--epochs") + 2:], "--resume"]
+    assert cli.main(["train", *more]) == 0
+    assert minidl.serialize.load(out / "checkpoint.npz")["train"]["step"] == \
+        12 * (train["epoch"] + 1)
 
 
+def test_a_run_folder_in_use_is_refused_naming_the_process_that_trains_there(cache, tmp_path,
+                                                                             capsys):
+    from test_train import hold_lock
+    out = tmp_path / "run"
+    holder = hold_lock(out)
+    try:
+        assert cli.main(["train", "--data", str(cache), "--out", str(out), *SMALL]) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert f"{out} is in use: another process trains there (pid {holder.pid}" in err
+    assert f"kill -INT {holder.pid}" in err and "Traceback" not in err
+    assert not (out / "run.json").exists() and not (out / "checkpoint.npz").exists()
 
 
 def test_gpu_pipeline_check_dry_run_on_a_virtual_device():

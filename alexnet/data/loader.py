@@ -140,7 +140,10 @@ def _worker(recipe, buffers, tasks, results):
     """Build the batches asked for in `tasks` into shared slots until told to stop
     (None) or the parent process is gone. `recipe` comes pickled: opening the cache
     happens here, where a failure can be reported, not in the process start-up."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Ctrl-C and SIGTERM are the parent's to handle (a terminal and a scheduler send them
+    # to every process of the job): it stops after a step, saves, then stops the workers
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
     try:
         recipe = pickle.loads(recipe)
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
@@ -166,7 +169,7 @@ def _worker(recipe, buffers, tasks, results):
 
 
 def _shutdown(procs, tasks, results):
-    """Stop the workers: ask, wait a little, then terminate. Idempotent."""
+    """Stop the workers: ask, wait a little, then kill (they ignore SIGTERM). Idempotent."""
     for p in procs:
         if p.is_alive():
             try:
@@ -176,7 +179,7 @@ def _shutdown(procs, tasks, results):
     for p in procs:
         p.join(timeout=2.0)
         if p.is_alive():
-            p.terminate()
+            p.kill()
             p.join(timeout=2.0)
     for q in (tasks, results):
         q.cancel_join_thread()
