@@ -262,7 +262,7 @@ def test_the_plan_picks_the_compiled_parts_by_shape():
     auto, direct = Plan(), Plan(conv_schedule="direct")
     assert cpu_conv.direct_parts(cifar1, auto, f32) == D(False, True, True)    # K = 75: BLAS
     assert cpu_conv.direct_parts(cifar2, auto, f32) == D(True, True, True)
-    assert cpu_conv.direct_parts(alex1, auto, f32) == D(True, False, False)    # stride 4
+    assert cpu_conv.direct_parts(alex1, auto, f32) == D(False, False, False)   # 3 channels
     assert cpu_conv.direct_parts(alex2, auto, f32) == D(True, True, True)
     assert cpu_conv.direct_parts(cifar1, direct, f32) == D(True, True, True)
     assert cpu_conv.direct_parts(alex1, direct, f32) == D(True, False, False)
@@ -272,6 +272,9 @@ def test_the_plan_picks_the_compiled_parts_by_shape():
     assert cpu_conv.direct_parts(cifar2, auto, np.float16) == D()
     big_pad = _geometry(4, 8, 6, 8, 3, 1, 3)                # pad >= KH: dx not a convolution
     assert cpu_conv.direct_parts(big_pad, direct, f32) == D(True, True, False)
+    few = _geometry(4, 6, 9, 40, 7, 1, 3)                   # 6 channels a group, K = 294
+    assert cpu_conv.direct_parts(few, auto, f32) == D(False, True, True)
+    assert cpu_conv.direct_parts(few, Plan(direct_min_channels=6), f32) == D(True, True, True)
 
 
 def test_a_layer_runs_the_parts_its_plan_names(rng):
@@ -322,12 +325,11 @@ def test_compiled_loops_in_float32_are_within_rounding_of_float64(shape, layout)
 @pytest.mark.parametrize("layout", ["nchw", "chwn"])
 def test_the_nhwc_copy_pads_with_zeros(rng, layout):
     from minidl.cpu import conv_kernels
-    x = rng.standard_normal((3, 5, 4, 6))
-    if layout == "chwn":
-        x = as_chwn(x)
-    out = np.full((3, 4 + 2, 6 + 4, 5), np.nan)
-    conv_kernels.pad_to_nhwc(x, out, 1, 2, 0, 3)              # rows 0..2 here,
-    conv_kernels.pad_to_nhwc(x, out, 1, 2, 3, 6)              # the rest there
+    x = rng.standard_normal((19, 21, 4, 6))          # tiles of 16 and a remainder
+    x4 = np.ascontiguousarray(x.transpose(1, 2, 3, 0) if layout == "chwn" else x)
+    out = np.full((19, 4 + 2, 6 + 4, 21), np.nan)
+    conv_kernels.pad_to_nhwc(x4, layout == "chwn", out, 1, 2, 0, 3)   # rows 0..2 here,
+    conv_kernels.pad_to_nhwc(x4, layout == "chwn", out, 1, 2, 3, 6)   # the rest there
     np.testing.assert_array_equal(out, np.pad(x.transpose(0, 2, 3, 1),
                                               ((0, 0), (1, 1), (2, 2), (0, 0))))
 

@@ -109,9 +109,11 @@ class Direct:
 def direct_parts(g, plan, dtype):
     """The parts of a layer of geometry g the compiled loops take under `plan`
     (the rules are Plan.conv_schedule's): forward always under "direct", and
-    under "auto" when its columns hold >= plan.direct_min_taps values; dW
-    for stride 1; dx for stride 1 with pad < KH, KW (dx is then a convolution
-    of the padded dy), under "auto" when ITS columns are long enough."""
+    under "auto" when the array it reads has >= plan.direct_min_channels
+    channels a group and its columns >= plan.direct_min_taps values; dW for
+    stride 1; dx for stride 1 with pad < KH, KW (dx is then a convolution of
+    the padded dy), under "auto" when dy's channels and dx's columns pass the
+    same two tests."""
     if (plan.conv_schedule in ("positions", "chunks") or dtype not in (np.float32, np.float64)
             or compiled_kernels(plan) is None):
         return Direct()
@@ -119,9 +121,12 @@ def direct_parts(g, plan, dtype):
     as_conv = unit and g.pad < g.KH and g.pad < g.KW
     if plan.conv_schedule == "direct":
         return Direct(True, unit, as_conv)
-    taps = plan.direct_min_taps
-    return Direct(g.K // g.groups >= taps, unit,
-                  as_conv and g.C_out // g.groups * g.KH * g.KW >= taps)
+
+    def long_enough(channels):           # the channels a group of the array read
+        return (channels >= plan.direct_min_channels
+                and channels * g.KH * g.KW >= plan.direct_min_taps)
+    return Direct(long_enough(g.C // g.groups), unit,
+                  as_conv and long_enough(g.C_out // g.groups))
 
 
 def _rows_for_loops(A):
@@ -338,9 +343,11 @@ class Conv2d:
         in the scratch array `name`; its rows split over the threads."""
         N, C, H, W = a.shape
         out = workspace(name, (N, H + 2 * ph, W + 2 * pw, C), a.dtype)
+        chwn = is_chwn(a)
+        a4 = a.transpose(1, 2, 3, 0) if chwn else np.ascontiguousarray(a)
         kernels = compiled_kernels(self.plan)
-        parallel_for(lambda h0, h1: kernels.pad_to_nhwc(a, out, ph, pw, h0, h1), out.shape[1],
-                     threads=self.threads)
+        parallel_for(lambda h0, h1: kernels.pad_to_nhwc(a4, chwn, out, ph, pw, h0, h1),
+                     out.shape[1], threads=self.threads)
         return out
 
     def _loops(self, xp, Wm, b, out, g, stride):
@@ -348,7 +355,7 @@ class Conv2d:
         kernels = compiled_kernels(self.plan)
         O, OH, OW, N = out.shape
         parallel_for(lambda r0, r1: kernels.conv_rows(xp, Wm, b, out, g.KH, g.KW, stride,
-                                                      g.groups, r0, r1),
+                                                      g.groups, r0, r1, self.plan.loop_bytes),
                      OH * N, threads=self.threads)
 
     def _forward_direct(self, x, W, b, g):
@@ -427,10 +434,11 @@ class Conv2d:
         if blas_x or blas_W:
             run = self._backward_positions if self.by_positions else self._backward_chunks
             dx, dW, db = run(gy, g, blas_x, blas_W, need_b)
-        elif need_b:
+        elif need_b and not (need_W and d.weights):
             db = self._bias_grad(self._chwn_dy(gy, g))
         if need_W and d.weights:
-            dW = self._weight_grad_direct(gy, g)
+            dW, db_loops = self._weight_grad_direct(gy, g, need_b and db is None)
+            db = db if db is not None else db_loops
         if need_x and d.inputs:
             dx = self._input_grad_direct(gy, g)
         return dx, dW, db
@@ -449,22 +457,25 @@ class Conv2d:
                      threads=self.threads)
         return db
 
-    def _weight_grad_direct(self, gy, g):
-        """dW by conv_kernels.weight_grad_rows: the output rows over the threads, each
-        thread its own partial sum."""
+    def _weight_grad_direct(self, gy, g, need_b):
+        """(dW, db or None) by conv_kernels.weight_grad_rows: the output rows over
+        the threads, each thread its own partial sums (db: one more row of dW's)."""
         kernels = compiled_kernels(self.plan)
         xt = self.__dict__.pop("xt", None)           # kept by a positions forward
         if xt is None:
             xt = self._padded_batch(self.x, g.pad, g.pad, "xt")
         dy4 = self._chwn_dy(gy, g)
-        shape = (g.C_out, g.C // g.groups * g.KH * g.KW)
+        T = g.C // g.groups * g.KH * g.KW
 
         def rows(oh0, oh1):
-            part = np.zeros(shape, xt.dtype)
-            kernels.weight_grad_rows(xt, dy4, part, g.KH, g.KW, g.groups, oh0, oh1)
+            part = np.zeros((g.C_out, T + 1), xt.dtype)      # dW | db
+            kernels.weight_grad_rows(xt, dy4, part[:, :T], part[:, T] if need_b else part[:0, T],
+                                     g.KH, g.KW, g.groups, oh0, oh1, self.plan.loop_bytes)
             return part
-        return _sum_parts(parallel_for(rows, g.OH, threads=self.threads), shape,
-                          xt.dtype).reshape(self.W.shape)
+        total = _sum_parts(parallel_for(rows, g.OH, threads=self.threads), (g.C_out, T + 1),
+                           xt.dtype)
+        dW = np.ascontiguousarray(total[:, :T]).reshape(self.W.shape)
+        return dW, (total[:, T].copy() if need_b else None)
 
     def _input_grad_direct(self, gy, g):
         """dx = dy, zero-padded by KH-1-p, convolved with the flipped kernels, by

@@ -81,12 +81,20 @@ def _store4x4(y, s, b, o, no, w, nw, n):
 
 
 @njit(**_JIT)
-def pad_to_nhwc(x, out, ph, pw, h0, h1):
-    """out (N, H + 2ph, W + 2pw, C) <- x (N, C, H, W) (any strides: NCHW or
-    CHWN), zero-padded; the rows h0..h1 of out. One pixel (h, w) of every
-    image at a time: a (C, N) block of a CHWN x is 256 cache lines, read
-    while they are in cache."""
-    N, C, H, W = x.shape
+def pad_to_nhwc(x4, chwn, out, ph, pw, h0, h1):
+    """out (N, H + 2ph, W + 2pw, C) <- x zero-padded, for the rows h0..h1 of out;
+    x4 is x's C-contiguous memory: (C, H, W, N) if chwn, else (N, C, H, W).
+
+    A CHWN x goes one pixel (h, w) of every image at a time, in tiles of 16
+    channels x 16 images, read along the images and written along the
+    channels: each tile touches 16 cache lines of each. (Copying value by value
+    in either order steps through memory by H*W*N or Hp*Wp*C values, often
+    a multiple of a power of two, so that every access lands in the same few
+    cache sets and evicts the last: 3-4x slower.)"""
+    if chwn:
+        C, H, W, N = x4.shape
+    else:
+        N, C, H, W = x4.shape
     Wp = out.shape[2]
     for h in range(h0, h1):
         hx = h - ph
@@ -95,15 +103,27 @@ def pad_to_nhwc(x, out, ph, pw, h0, h1):
             if hx < 0 or hx >= H or wx < 0 or wx >= W:
                 for n in range(N):
                     out[n, h, w, :] = 0
-                continue
-            for n in range(N):
-                dst = out[n, h, w]
-                for c in range(C):
-                    dst[c] = x[n, c, hx, wx]
+            elif chwn:
+                for n0 in range(0, N, 16):
+                    for c0 in range(0, C, 16):
+                        if n0 + 16 <= N and c0 + 16 <= C:        # a whole tile
+                            for j in range(16):
+                                dst = out[n0 + j, h, w, c0:c0 + 16]
+                                for i in range(16):
+                                    dst[i] = x4[c0 + i, hx, wx, n0 + j]
+                        else:
+                            for n in range(n0, min(n0 + 16, N)):
+                                for c in range(c0, min(c0 + 16, C)):
+                                    out[n, h, w, c] = x4[c, hx, wx, n]
+            else:
+                for n in range(N):
+                    dst = out[n, h, w]
+                    for c in range(C):
+                        dst[c] = x4[n, c, hx, wx]
 
 
 @njit(**_JIT)
-def conv_rows(xp, Wm, b, y, KH, KW, stride, groups, r0, r1):
+def conv_rows(xp, Wm, b, y, KH, KW, stride, groups, r0, r1, block_bytes):
     """y[o, oh, ow, n] = b[o] + the window sums, for the output rows r0..r1
     ((oh, n) = divmod(r, N)).
 
@@ -113,43 +133,57 @@ def conv_rows(xp, Wm, b, y, KH, KW, stride, groups, r0, r1):
     loop; the padding multiplies whatever follows the window in U), a
     group's Og rows followed by zero rows up to a multiple of 4 (Og4);
     b (O,); y (O, OH, OW, N), CHWN.
+
+    The rows go in blocks whose U buffers fill about `block_bytes`: each 4
+    rows of W are then read once per block of rows, not once per 4 output
+    columns (AlexNet's W, megabytes, would stream from memory every time).
     """
     N, Wp, C = xp.shape[0], xp.shape[2], xp.shape[3]
     O, OW = y.shape[0], y.shape[2]
     Cg, Og, Og4 = C // groups, O // groups, Wm.shape[1]
     K = Wm.shape[2]
     step = KH * Cg                       # U values per column w
-    # U: the KH rows of a group, (Wp, KH, Cg), and room for the windows of up
+    # a row's U: its KH rows of x, (Wp, KH, Cg), and room for the windows of up
     # to 3 columns past OW (a last block of fewer than 4; their sums are dropped)
-    U = np.zeros(max(Wp * step, (OW + 2) * stride * step + K), xp.dtype)
-    zero = U[:0].sum()                   # 0 in x's dtype
-    for r in range(r0, r1):
-        oh, n = r // N, r % N
+    size = max(Wp * step, (OW + 2) * stride * step + K)
+    R = max(1, min(r1 - r0, block_bytes // (size * xp.itemsize)))
+    U = np.zeros((R, size), xp.dtype)
+    zero = U[0, :0].sum()                # 0 in x's dtype
+    for rb in range(r0, r1, R):
         for g in range(groups):
-            for w in range(Wp):          # U[w, kh, :] = xp[n, oh*s + kh, w, group g's channels]
-                for kh in range(KH):
-                    src = xp[n, oh * stride + kh, w, g * Cg:(g + 1) * Cg]
-                    dst = U[(w * KH + kh) * Cg:(w * KH + kh + 1) * Cg]
-                    for c in range(Cg):
-                        dst[c] = src[c]
-            Wg = Wm[g]
-            for ow in range(0, OW, 4):   # the windows of columns ow..ow+3: runs of U
-                q = ow * stride * step
-                d = stride * step
-                a0, a1, a2, a3 = U[q:q + K], U[q + d:q + d + K], U[q + 2 * d:q + 2 * d + K], \
-                    U[q + 3 * d:q + 3 * d + K]
-                for o in range(0, Og4, 4):
-                    s = _dot4x4(a0, a1, a2, a3, Wg[o], Wg[o + 1], Wg[o + 2], Wg[o + 3], K, zero)
-                    _store4x4(y[:, oh], s, b, g * Og + o, min(4, Og - o), ow, min(4, OW - ow), n)
+            for i in range(min(R, r1 - rb)):
+                oh, n = (rb + i) // N, (rb + i) % N
+                for w in range(Wp):      # U[i][w, kh, :] = xp[n, oh*s + kh, w, group g's channels]
+                    for kh in range(KH):
+                        src = xp[n, oh * stride + kh, w, g * Cg:(g + 1) * Cg]
+                        dst = U[i, (w * KH + kh) * Cg:(w * KH + kh + 1) * Cg]
+                        for c in range(Cg):
+                            dst[c] = src[c]
+            for o in range(0, Og4, 4):
+                w0, w1, w2, w3 = Wm[g, o], Wm[g, o + 1], Wm[g, o + 2], Wm[g, o + 3]
+                for i in range(min(R, r1 - rb)):
+                    oh, n = (rb + i) // N, (rb + i) % N
+                    Ui = U[i]
+                    for ow in range(0, OW, 4):   # the windows of columns ow..ow+3: runs of U
+                        q, d = ow * stride * step, stride * step
+                        s = _dot4x4(Ui[q:q + K], Ui[q + d:q + d + K], Ui[q + 2 * d:q + 2 * d + K],
+                                    Ui[q + 3 * d:q + 3 * d + K], w0, w1, w2, w3, K, zero)
+                        _store4x4(y[:, oh], s, b, g * Og + o, min(4, Og - o), ow,
+                                  min(4, OW - ow), n)
 
 
 @njit(**_JIT)
-def weight_grad_rows(xt4, dy4, dW, KH, KW, groups, oh0, oh1):
+def weight_grad_rows(xt4, dy4, dW, db, KH, KW, groups, oh0, oh1, block_bytes):
     """dW[o, (c, kh, kw)] += the sum over output rows oh0..oh1 of
     dy[o, oh] . xt[c, oh + kh, kw:kw + OW] (stride 1), each a dot product of
-    OW*N contiguous values.
+    OW*N contiguous values; db[o] += the sum of those dy[o, oh].
 
-    xt4 (C, Hp, Wp, N) zero-padded CHWN; dy4 (O, OH, OW, N) CHWN; dW (O, C/groups*KH*KW).
+    xt4 (C, Hp, Wp, N) zero-padded CHWN; dy4 (O, OH, OW, N) CHWN;
+    dW (O, C/groups*KH*KW); db (O,), or (0,) for no bias.
+
+    The taps go in blocks whose runs of x fill about `block_bytes`, each block
+    against every 4 output channels in turn: a run of x is read once per block
+    of output channels that fits the cache, not once per 4 of them.
     """
     C, Hp, Wp, N = xt4.shape
     O, OH, OW, _ = dy4.shape
@@ -158,22 +192,27 @@ def weight_grad_rows(xt4, dy4, dW, KH, KW, groups, oh0, oh1):
     dy = dy4.reshape(O, OH, OWN)
     Cg, Og = C // groups, O // groups
     T = Cg * KH * KW                     # taps (c, kh, kw) of one output channel
+    TB = max(4, block_bytes // max(1, OWN * xt4.itemsize) // 4 * 4)
     zero = dW[0, :0].sum()
     for oh in range(oh0, oh1):
+        if db.size:
+            for o in range(O):
+                db[o] += dy[o, oh].sum()
         for g in range(groups):
             last = (g + 1) * Og - 1
-            for o in range(g * Og, last + 1, 4):
-                d0, d1 = dy[o, oh], dy[min(o + 1, last), oh]
-                d2, d3 = dy[min(o + 2, last), oh], dy[min(o + 3, last), oh]
-                for t in range(0, T, 4):
-                    x0 = _tap_row(xt, g * Cg, oh, min(t, T - 1), KH, KW, N, OWN)
-                    x1 = _tap_row(xt, g * Cg, oh, min(t + 1, T - 1), KH, KW, N, OWN)
-                    x2 = _tap_row(xt, g * Cg, oh, min(t + 2, T - 1), KH, KW, N, OWN)
-                    x3 = _tap_row(xt, g * Cg, oh, min(t + 3, T - 1), KH, KW, N, OWN)
-                    s = _dot4x4(d0, d1, d2, d3, x0, x1, x2, x3, OWN, zero)
-                    for i in range(min(4, last + 1 - o)):
-                        for j in range(min(4, T - t)):
-                            dW[o + i, t + j] += s[4 * i + j]
+            for t0 in range(0, T, TB):
+                for o in range(g * Og, last + 1, 4):
+                    d0, d1 = dy[o, oh], dy[min(o + 1, last), oh]
+                    d2, d3 = dy[min(o + 2, last), oh], dy[min(o + 3, last), oh]
+                    for t in range(t0, min(t0 + TB, T), 4):
+                        x0 = _tap_row(xt, g * Cg, oh, min(t, T - 1), KH, KW, N, OWN)
+                        x1 = _tap_row(xt, g * Cg, oh, min(t + 1, T - 1), KH, KW, N, OWN)
+                        x2 = _tap_row(xt, g * Cg, oh, min(t + 2, T - 1), KH, KW, N, OWN)
+                        x3 = _tap_row(xt, g * Cg, oh, min(t + 3, T - 1), KH, KW, N, OWN)
+                        s = _dot4x4(d0, d1, d2, d3, x0, x1, x2, x3, OWN, zero)
+                        for i in range(min(4, last + 1 - o)):
+                            for j in range(min(4, T - t)):
+                                dW[o + i, t + j] += s[4 * i + j]
 
 
 @njit(inline="always", **_JIT)

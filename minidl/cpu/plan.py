@@ -35,13 +35,16 @@ class Plan:
         conv_kernels.py can run (forward: always; dW and dx: stride 1) as
         those loops, the rest as "auto" would. "auto" picks per part of each
         layer, by its shape:
-          forward and dx: the compiled loops where a column holds at least
-            `direct_min_taps` values (C/groups*KH*KW, for dx C_out/groups*KH*KW):
-            their sums run along the column, and on shorter columns the
-            vector loop's start and end cost more than the BLAS's copies
-            (the CIFAR net's conv1, K = 75, runs 2-4x slower as loops; its
-            conv2/conv3, K = 800, 1.3-1.5x faster: benchmarks/bench_conv.py
-            --options shows each part of each layer both ways);
+          forward and dx: the compiled loops where the array read has at
+            least `direct_min_channels` channels a group (C/groups; for dx
+            C_out/groups) and a column holds at least `direct_min_taps`
+            values (those channels * KH*KW). The loops copy each window
+            row's channels as one run and sum along the column; with the
+            images' 3 channels (conv1 of both nets: K = 75, 363) the runs
+            are short, the sums too, and the loops run 1.2-2.6x slower than
+            the BLAS's schedule; at 32-384 channels they run 1.1-1.9x faster
+            (benchmarks/bench_conv.py --options: each part of each layer of
+            both nets, both ways; docs/results.md);
           dW: the compiled loops for stride 1 (their sums run along OW*N
             values whatever the kernel), the BLAS for larger strides;
           the rest: positions where they apply, else chunks.
@@ -62,8 +65,12 @@ class Plan:
         pass per window instead of K*K array passes); MINIDL_NUMBA=0 turns it off.
     compiled_conv: the convolution's compiled loops (conv_kernels.py) may run
         (see conv_schedule); MINIDL_NUMBA=0 turns them off.
-    direct_min_taps: the shortest column the compiled forward and dx loops
-        take (see conv_schedule).
+    direct_min_channels, direct_min_taps: the fewest channels a group, and
+        the shortest column, that the compiled forward and dx loops take
+        under "auto" (see conv_schedule).
+    loop_bytes: the compiled loops go through x in blocks of about this many
+        bytes (rows of the forward's window buffers, runs of dW's taps), so
+        that each row of W (of dy) is read once per block, from cache.
     lrn_chunk_bytes: LRN goes a few images at a time, about this many bytes,
         so its ~10 passes find their data in cache.
     elementwise_grain: ReLU and tanh split over threads only above this many elements.
@@ -81,7 +88,9 @@ class Plan:
         default_factory=lambda: os.environ.get("MINIDL_NUMBA", "1") != "0")
     compiled_conv: bool = dataclasses.field(
         default_factory=lambda: os.environ.get("MINIDL_NUMBA", "1") != "0")
+    direct_min_channels: int = 8
     direct_min_taps: int = 256
+    loop_bytes: int = 256 << 10
     lrn_chunk_bytes: int = 256 << 10
     elementwise_grain: int = 1 << 16
     linear_min_flops: int = 1 << 24
@@ -95,8 +104,8 @@ class Plan:
             raise ValueError(f"Plan: expected threads a positive int or None, found "
                              f"{self.threads!r}")
         for name in ("chunk_columns", "chunk_bytes", "chwn_min_chunk", "block_bytes",
-                     "direct_min_taps", "lrn_chunk_bytes", "elementwise_grain",
-                     "linear_min_flops"):
+                     "direct_min_channels", "direct_min_taps", "loop_bytes", "lrn_chunk_bytes",
+                     "elementwise_grain", "linear_min_flops"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"Plan: expected {name} a positive int, found {v!r}")
