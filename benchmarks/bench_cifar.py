@@ -49,20 +49,21 @@ def minidl_step(batch, activation="relu"):
     return step
 
 
-def torch_step(batch, activation="relu"):
+def torch_net(activation="relu"):
+    """The Figure 1 net (layers-80sec, as alexnet.model.CifarNet) in PyTorch."""
     import torch
     import torch.nn as tnn
     import torch.nn.functional as TF
-    torch.set_num_threads(os.cpu_count())
     act = torch.relu if activation == "relu" else torch.tanh
 
-    class Net(tnn.Module):          # layers-80sec, as alexnet.model.CifarNet
+    class Net(tnn.Module):
         def __init__(self):
             super().__init__()
             self.conv1 = tnn.Conv2d(3, 32, 5, padding=2)
             self.conv2 = tnn.Conv2d(32, 32, 5, padding=2)
             self.conv3 = tnn.Conv2d(32, 64, 5, padding=2)
             self.fc = tnn.Linear(64 * 4 * 4, 10)
+            self.act = act
 
         def forward(self, x):
             h = TF.max_pool2d(act(self.conv1(x)), 3, 2, ceil_mode=True)
@@ -71,7 +72,14 @@ def torch_step(batch, activation="relu"):
             return self.fc(h.flatten(1))
 
     torch.manual_seed(0)
-    net = Net()
+    return Net()
+
+
+def torch_step(batch, activation="relu"):
+    import torch
+    import torch.nn.functional as TF
+    torch.set_num_threads(os.cpu_count())
+    net = torch_net(activation)
     opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
     x = torch.randn(batch, 3, 32, 32) * 60
     y = torch.randint(0, 10, (batch,))

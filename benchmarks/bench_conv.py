@@ -20,6 +20,7 @@ comparison only; minidl never imports torch).
     python -m benchmarks.bench_conv                  # batch 16 and 128, + CIFAR
     python -m benchmarks.bench_conv --batch 16       # quicker
     python -m benchmarks.bench_conv --threads 1 --cpu-time   # on a busy shared machine
+    python -m benchmarks.bench_conv --options        # each part of each layer, each way
 
 On a machine shared with other jobs, wall times of multi-threaded BLAS swing
 10x (a GEMM thread waiting for a descheduled partner), and conv2d suffers
@@ -172,6 +173,53 @@ def bench_torch(spec, N, repeat, row):
 
 CPU_TIME = False  # --cpu-time: time.process_time instead of wall time
 
+# --options: each part of each layer with each way of the CPU fast path to run it
+OPTIONS = {"blas": minidl.cpu.Plan(compiled_conv=False),        # the positions/chunks schedules
+           "loops": minidl.cpu.Plan(conv_schedule="direct")}    # conv_kernels.py where it can
+PARTS = ("forward", "dW+db", "dx")
+
+
+def bench_parts(spec, N, repeat):
+    """Rows (layer, part, ms with each option, the Plan's choice) for one layer: its
+    forward, its dW+db and its dx timed apart (each backward part after an untimed
+    forward), the options' samples taken in turns."""
+    name, C, H, Wd, C_out, KH, KW, s, p, G, need_x = spec
+    x, W, b, gy = make_inputs(spec, N, np.random.default_rng(0))
+    clock = time.process_time if CPU_TIME else time.perf_counter
+    parts = [part for part in PARTS if part != "dx" or need_x]
+    wanted = {"forward": None, "dW+db": (False, True, True), "dx": (True, False, False)}
+
+    def sample(option, part):
+        with minidl.cpu.use_fast_path(plan=OPTIONS[option]):
+            f = Convolution(s, p, G)
+            f.needs_input_grad = (need_x, True, True)
+            t0 = clock()
+            f.forward(x, W, b)
+            if part != "forward":
+                t0 = clock()
+                f.fast.backward(gy, *wanted[part])
+            return clock() - t0, f.fast.direct
+
+    times = {(o, part): [] for o in OPTIONS for part in parts}
+    for key in times:
+        sample(*key)                                       # warm-up: compile, scratch
+    for _ in range(repeat):
+        for key in times:
+            times[key].append(sample(*key)[0])
+    with minidl.cpu.use_fast_path(plan=minidl.cpu.Plan()):
+        f = Convolution(s, p, G)
+        f.needs_input_grad = (need_x, True, True)
+        f.forward(x, W, b)
+        chosen = f.fast.direct
+    picks = {"forward": chosen.forward, "dW+db": chosen.weights, "dx": chosen.inputs}
+    rows = []
+    for part in parts:
+        ms = {o: 1e3 * float(np.median(times[o, part])) for o in OPTIONS}
+        rows.append({"layer": name, "batch": N, "part": part, "blas_ms": ms["blas"],
+                     "loops_ms": ms["loops"], "blas/loops": ms["blas"] / ms["loops"],
+                     "auto": "loops" if picks[part] else "blas"})
+    return rows
+
 
 def interleaved(fns, repeat):
     """common.interleaved, each sample the CPU time under --cpu-time (the order:
@@ -222,6 +270,10 @@ def main(argv=None):
                     "(default: all cores)")
     ap.add_argument("--cpu-time", action="store_true", help="count CPU time, not wall time "
                     "(meaningful with --threads 1 on a busy machine)")
+    ap.add_argument("--options", action="store_true",
+                    help="each part (forward, dW+db, dx) of each layer with each way the CPU "
+                         "fast path can run it (the BLAS schedules, the compiled loops) and "
+                         "the one the default Plan picks; writes bench_conv_options.json")
     args = ap.parse_args(argv)
     global CPU_TIME
     CPU_TIME = args.cpu_time
@@ -242,6 +294,17 @@ def main(argv=None):
         plan += [(ALEXNET, N, "alexnet conv1-5") for N in args.batch]
     if args.only != "alexnet":
         plan += [(CIFAR, args.cifar_batch, "cifar conv1-3")]
+    if args.options:
+        rows = [row for specs, N, _ in plan for spec in specs
+                for row in bench_parts(spec, N, args.repeat)]
+        clock = "CPU time" if CPU_TIME else "wall time"
+        report("bench_conv_options", rows,
+               notes=f"float32, {clock}, threads={args.threads or 'all'}, medians of "
+                     f"{args.repeat} samples taken in turns; blas = Plan(compiled_conv=False) "
+                     "(the positions or chunks schedule), loops = Plan(conv_schedule='direct') "
+                     "(minidl/cpu/conv_kernels.py), auto = what the default Plan runs; "
+                     "blas/loops above 1: the loops are faster")
+        return
     layer_rows = {(N, label): [bench_layer(spec, N, args.repeat) for spec in specs]
                   for specs, N, label in plan}
     if use_torch:

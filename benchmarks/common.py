@@ -55,8 +55,9 @@ def as_chwn(a):
     return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
 
 
-def report(name, rows, columns=None, notes=None):
-    """Print `rows` (a list of dicts) as a table and write them to results/NAME.json."""
+def report(name, rows, columns=None, notes=None, extra=None):
+    """Print `rows` (a list of dicts) as a table and write them to results/NAME.json,
+    with `extra` ({key: list of dicts}: more tables) beside them."""
     if not rows:
         return
     columns = columns or list(rows[0])
@@ -70,5 +71,5 @@ def report(name, rows, columns=None, notes=None):
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps({"benchmark": name, "machine": machine(), "notes": notes,
-                               "rows": rows}, indent=1))
+                               "rows": rows, **(extra or {})}, indent=1))
     print(f"wrote {out}")

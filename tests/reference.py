@@ -18,6 +18,7 @@ from minidl.cpu import Plan
 PATHS = {
     "plain": dict(enabled=False),
     "fast": dict(enabled=True, plan=Plan()),
+    "direct": dict(enabled=True, plan=Plan(conv_schedule="direct")),
     "positions": dict(enabled=True, plan=Plan(conv_schedule="positions")),
     "chunks": dict(enabled=True, plan=Plan(conv_schedule="chunks")),
     "fast-slicing": dict(enabled=True, plan=Plan(compiled_pooling=False)),

@@ -7,7 +7,7 @@ from minidl.cpu import Plan, use_fast_path
 from minidl.cpu import conv as cpu_conv
 from minidl.functions import col2im, conv2d, im2col
 from minidl.functions import conv as conv_module
-from reference import conv_loops, im2col_loops, on_path
+from reference import as_chwn, conv_loops, im2col_loops, on_path
 
 
 # (N, C, H, W, C_out, KH, KW, stride, pad, groups): awkward on purpose
@@ -36,12 +36,14 @@ def _random(shape_row, seed=0, bias=True):
     return x, W, b
 
 
-@pytest.fixture(params=["plain", "positions", "chunks"])
+@pytest.fixture(params=["plain", "direct", "positions", "chunks"])
 def schedule(request):
-    """Every path of conv2d: the plain im2col -> matmul -> col2im, and both
-    schedules of the CPU fast path (minidl/cpu/conv.py): blocks of output
-    positions over the whole batch (stride 1), or chunks of images (forced
-    here for every layer; strided layers always take it)."""
+    """Every path of conv2d: the plain im2col -> matmul -> col2im, and the
+    schedules of the CPU fast path (minidl/cpu/conv.py): the compiled loops
+    of conv_kernels.py for every part they can run (forced here for every
+    layer, whatever its shape), blocks of output positions over the whole
+    batch (stride 1), or chunks of images (forced here for every layer;
+    strided layers always take it)."""
     with on_path(request.param):
         yield request.param
 
@@ -242,6 +244,94 @@ def test_padded_input_kept_for_dW_gives_the_recomputed_result():
         f = conv_module.Convolution(1, 1, 1)                    # no dW wanted: nothing kept
         f(md.Tensor(x, requires_grad=True), md.Tensor(W), md.Tensor(b))
         assert not hasattr(f.fast, "xt")
+
+
+# ----------------------------------------------------------------------------
+# The compiled loops (minidl/cpu/conv_kernels.py)
+# ----------------------------------------------------------------------------
+def _geometry(N, C, H, C_out, K, stride, pad, groups=1):
+    return cpu_conv.Geometry(N, C, H, H, C_out, K, K, stride, pad, groups)
+
+
+def test_the_plan_picks_the_compiled_parts_by_shape():
+    """auto: forward and dx where their columns are long enough, dW for stride 1;
+    direct: every part the loops can run; the BLAS schedules: none."""
+    D, f32 = cpu_conv.Direct, np.float32
+    cifar1, cifar2 = _geometry(128, 3, 32, 32, 5, 1, 2), _geometry(128, 32, 16, 32, 5, 1, 2)
+    alex1, alex2 = _geometry(128, 3, 227, 96, 11, 4, 0), _geometry(128, 96, 27, 256, 5, 1, 2, 2)
+    auto, direct = Plan(), Plan(conv_schedule="direct")
+    assert cpu_conv.direct_parts(cifar1, auto, f32) == D(False, True, True)    # K = 75: BLAS
+    assert cpu_conv.direct_parts(cifar2, auto, f32) == D(True, True, True)
+    assert cpu_conv.direct_parts(alex1, auto, f32) == D(False, False, False)   # 3 channels
+    assert cpu_conv.direct_parts(alex2, auto, f32) == D(True, True, True)
+    assert cpu_conv.direct_parts(cifar1, direct, f32) == D(True, True, True)
+    assert cpu_conv.direct_parts(alex1, direct, f32) == D(True, False, False)
+    for plan in (Plan(conv_schedule="positions"), Plan(conv_schedule="chunks"),
+                 Plan(compiled_conv=False)):
+        assert cpu_conv.direct_parts(cifar2, plan, f32) == D()
+    assert cpu_conv.direct_parts(cifar2, auto, np.float16) == D()
+    big_pad = _geometry(4, 8, 6, 8, 3, 1, 3)                # pad >= KH: dx not a convolution
+    assert cpu_conv.direct_parts(big_pad, direct, f32) == D(True, True, False)
+    few = _geometry(4, 6, 9, 40, 7, 1, 3)                   # 6 channels a group, K = 294
+    assert cpu_conv.direct_parts(few, auto, f32) == D(False, True, True)
+    assert cpu_conv.direct_parts(few, Plan(direct_min_channels=6), f32) == D(True, True, True)
+
+
+def test_a_layer_runs_the_parts_its_plan_names(rng):
+    x, W = rng.standard_normal((3, 32, 8, 8)), rng.standard_normal((16, 32, 5, 5))
+    with use_fast_path(plan=Plan()):
+        f = conv_module.Convolution(1, 2, 1)
+        f(md.Tensor(x, requires_grad=True), md.Tensor(W, requires_grad=True))
+    assert f.fast.direct == cpu_conv.Direct(True, True, True)
+    with use_fast_path(plan=Plan(compiled_conv=False)):
+        f = conv_module.Convolution(1, 2, 1)
+        f(md.Tensor(x, requires_grad=True), md.Tensor(W, requires_grad=True))
+    assert f.fast.direct == cpu_conv.Direct()
+
+
+@pytest.mark.parametrize("layout", ["nchw", "chwn"])
+@pytest.mark.parametrize("shape", [
+    (6, 32, 16, 16, 32, 5, 5, 1, 2, 1),     # the CIFAR net's conv2
+    (5, 32, 8, 8, 64, 5, 5, 1, 2, 1),       # its conv3
+    (1, 3, 9, 7, 6, 5, 5, 1, 2, 1),         # batch 1; channels, widths not multiples of 4
+    (3, 10, 9, 11, 14, 3, 3, 1, 1, 2),      # groups 2, 5 channels / 7 outputs a group
+    (3, 5, 13, 12, 6, 5, 5, 2, 2, 1),       # stride 2: dx by the BLAS
+], ids=["cifar2", "cifar3", "batch1", "groups2", "stride2"])
+def test_compiled_loops_in_float32_are_within_rounding_of_float64(shape, layout):
+    """float32 on the compiled loops against the float64 plain path (which the
+    tests above hold to the loop reference): each sum reassociated (vector
+    lanes, fastmath) loses no more than float32 rounding of its terms:
+    |error| <= 2e-6 * (the largest |value| of that output) (measured: up to
+    2.4e-7; the BLAS schedules' float32: up to 5.6e-7)."""
+    x, W, b = _random(shape, seed=21)
+    s, p, G = shape[7:]
+    N, _, H, Wd, C_out, KH, KW = shape[:7]
+    g = np.random.default_rng(22).standard_normal(
+        (N, C_out, (H + 2 * p - KH) // s + 1, (Wd + 2 * p - KW) // s + 1))
+    if layout == "chwn":
+        x, g = as_chwn(x), as_chwn(g)
+    results = {}
+    for name, dtype in (("plain", np.float64), ("direct", np.float32)):
+        with on_path(name):
+            t = [md.Tensor(a.astype(dtype), requires_grad=True) for a in (x, W, b)]
+            y = conv2d(*t, stride=s, pad=p, groups=G)
+            y.backward(g.astype(dtype))
+        assert y.dtype == dtype
+        results[name] = [y.data] + [a.grad for a in t]
+    for ref, got in zip(results["plain"], results["direct"]):
+        assert np.abs(got - ref).max() <= 2e-6 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("layout", ["nchw", "chwn"])
+def test_the_nhwc_copy_pads_with_zeros(rng, layout):
+    from minidl.cpu import conv_kernels
+    x = rng.standard_normal((19, 21, 4, 6))          # tiles of 16 and a remainder
+    x4 = np.ascontiguousarray(x.transpose(1, 2, 3, 0) if layout == "chwn" else x)
+    out = np.full((19, 4 + 2, 6 + 4, 21), np.nan)
+    conv_kernels.pad_to_nhwc(x4, layout == "chwn", out, 1, 2, 0, 3)   # rows 0..2 here,
+    conv_kernels.pad_to_nhwc(x4, layout == "chwn", out, 1, 2, 3, 6)   # the rest there
+    np.testing.assert_array_equal(out, np.pad(x.transpose(0, 2, 3, 1),
+                                              ((0, 0), (1, 1), (2, 2), (0, 0))))
 
 
 # ----------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def test_the_plain_path_runs_when_the_switch_is_off(rng):
 
 
 def test_bad_plans_and_switch_values_say_what_was_expected(monkeypatch):
-    with pytest.raises(ValueError, match="conv_schedule 'auto', 'positions' or 'chunks'"):
+    with pytest.raises(ValueError, match="conv_schedule 'auto', 'direct', 'positions' or 'chunks'"):
         Plan(conv_schedule="fast")
     with pytest.raises(ValueError, match="chunk_bytes a positive int, found 0"):
         Plan(chunk_bytes=0)
@@ -73,7 +73,7 @@ def _small_net(x, W1, b1, W2, W3, b3):
 
 
 @pytest.mark.parametrize("layout", ["nchw", "chwn"])
-@pytest.mark.parametrize("fast", ["fast", "positions", "chunks"])
+@pytest.mark.parametrize("fast", ["fast", "direct", "positions", "chunks"])
 def test_a_small_net_is_the_same_on_both_paths(rng, layout, fast):
     inputs = [rng.standard_normal((11, 3, 12, 12)), rng.standard_normal((6, 3, 5, 5)) * 0.3,
               rng.standard_normal(6), rng.standard_normal((4, 3, 3, 3)) * 0.3,

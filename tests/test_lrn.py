@@ -98,3 +98,27 @@ def test_backward_keeps_nothing_without_grad():
     fn = LocalResponseNorm()
     fn(md.Tensor(np.ones((1, 6, 2, 2))))
     assert not hasattr(fn, "s")
+
+
+@pytest.mark.parametrize("g_layout", ["chwn", "nchw"])
+@pytest.mark.parametrize("chunk_bytes", [1 << 30, 7 * 5 * 4 * 8])   # whole; one row a chunk
+def test_chwn_input_goes_by_rows_and_keeps_its_layout(path, chunk_bytes, g_layout):
+    """A CHWN input (a compiled convolution's output): the same numbers as the
+    formula and the plain path's gradient, in chunks of image rows; b and da CHWN."""
+    from minidl.cpu import Plan, use_fast_path
+    from minidl.cpu.layout import is_chwn
+    from reference import as_chwn
+    rng = np.random.default_rng(3)
+    a, g = rng.standard_normal((5, 7, 3, 4)), rng.standard_normal((5, 7, 3, 4))
+    with on_path("plain"):
+        t = md.Tensor(a, requires_grad=True)
+        local_response_norm(t, n=5, **LOUD).backward(g)
+        da_plain = t.grad
+    with use_fast_path(path == "fast", Plan(lrn_chunk_bytes=chunk_bytes)):
+        t = md.Tensor(as_chwn(a), requires_grad=True)
+        b = local_response_norm(t, n=5, **LOUD)
+        b.backward(as_chwn(g) if g_layout == "chwn" else g)
+    np.testing.assert_allclose(b.data, lrn_loops(a, 5, **LOUD), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(t.grad, da_plain, rtol=1e-12, atol=1e-14)
+    if path == "fast":
+        assert is_chwn(b.data) and is_chwn(t.grad)

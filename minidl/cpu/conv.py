@@ -30,6 +30,12 @@ hold here too. What the CPU path changes, one reason each:
   the few output channels of small nets.
 * The blocks (positions) or images (chunks) are split over minidl's threads,
   each with a one-thread BLAS (parallel.py).
+* "direct" parts: the compiled loops of conv_kernels.py, which never write
+  the columns out. The forward reads x as zero-padded NHWC (one copy), and
+  dx is the same loop over the padded dy (NHWC) with the flipped kernels;
+  dW reads x and dy as CHWN. Outputs stay CHWN. The Plan says which part of
+  which layer runs them (plan.py: conv_schedule); the other parts of the
+  same layer run their BLAS schedule.
 Every knob is a field of `Plan` (plan.py).
 """
 from __future__ import annotations
@@ -41,6 +47,20 @@ import numpy as np
 from .layout import is_chwn
 from .memory import workspace
 from .parallel import get_num_threads, parallel_for
+from .pool import load_compiled_kernels
+
+_kernels = None             # conv_kernels, once loaded; False: unavailable
+
+
+def compiled_kernels(plan):
+    """The module of compiled convolution loops, or None (turned off, numba unavailable)."""
+    global _kernels
+    if not plan.compiled_conv:
+        return None
+    if _kernels is None:
+        _kernels = load_compiled_kernels(name="minidl.cpu.conv_kernels",
+                                         what="the convolution") or False
+    return _kernels or None
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,46 @@ class Geometry:
     @property
     def P(self):                      # output positions per image
         return self.OH * self.OW
+
+
+@dataclass(frozen=True)
+class Direct:
+    """Which parts of one convolution run the compiled loops (conv_kernels.py)."""
+    forward: bool = False
+    weights: bool = False       # dW
+    inputs: bool = False        # dx
+
+
+def direct_parts(g, plan, dtype):
+    """The parts of a layer of geometry g the compiled loops take under `plan`
+    (the rules are Plan.conv_schedule's): forward always under "direct", and
+    under "auto" when the array it reads has >= plan.direct_min_channels
+    channels a group and its columns >= plan.direct_min_taps values; dW for
+    stride 1; dx for stride 1 with pad < KH, KW (dx is then a convolution of
+    the padded dy), under "auto" when dy's channels and dx's columns pass the
+    same two tests."""
+    if (plan.conv_schedule in ("positions", "chunks") or dtype not in (np.float32, np.float64)
+            or compiled_kernels(plan) is None):
+        return Direct()
+    unit = g.stride == 1
+    as_conv = unit and g.pad < g.KH and g.pad < g.KW
+    if plan.conv_schedule == "direct":
+        return Direct(True, unit, as_conv)
+
+    def long_enough(channels):           # the channels a group of the array read
+        return (channels >= plan.direct_min_channels
+                and channels * g.KH * g.KW >= plan.direct_min_taps)
+    return Direct(long_enough(g.C // g.groups), unit,
+                  as_conv and long_enough(g.C_out // g.groups))
+
+
+def _rows_for_loops(A):
+    """A (G, R, K) as the loops read it: zero rows up to a multiple of 4, each row
+    zero-padded to a multiple of 16 values (conv_kernels.conv_rows)."""
+    G, R, K = A.shape
+    out = np.zeros((G, -(-R // 4) * 4, -(-K // 16) * 16), A.dtype)
+    out[:, :R, :K] = A
+    return out
 
 
 # ----------------------------------------------------------------------------
@@ -271,9 +331,42 @@ class Conv2d:
         g = self.g = Geometry.of(x, W, self.stride, self.pad, self.groups)
         self.x, self.W = x, W
         self.by_positions = self._by_positions(g)
+        self.direct = direct_parts(g, self.plan, x.dtype if x.dtype == W.dtype else None)
+        if self.direct.forward:
+            return self._forward_direct(x, W, b, g)
         if self.by_positions:
             return self._forward_positions(x, W, b, g, need_dW)
         return self._forward_chunks(x, W, b, g)
+
+    def _nhwc(self, a, ph, pw, name):
+        """a (N, C, H, W), any layout, as zero-padded NHWC (N, H + 2ph, W + 2pw, C)
+        in the scratch array `name`; its rows split over the threads."""
+        N, C, H, W = a.shape
+        out = workspace(name, (N, H + 2 * ph, W + 2 * pw, C), a.dtype)
+        chwn = is_chwn(a)
+        a4 = a.transpose(1, 2, 3, 0) if chwn else np.ascontiguousarray(a)
+        kernels = compiled_kernels(self.plan)
+        parallel_for(lambda h0, h1: kernels.pad_to_nhwc(a4, chwn, out, ph, pw, h0, h1),
+                     out.shape[1], threads=self.threads)
+        return out
+
+    def _loops(self, xp, Wm, b, out, g, stride):
+        """out (O, OH, OW, N) <- conv_kernels.conv_rows over all rows, split over the threads."""
+        kernels = compiled_kernels(self.plan)
+        O, OH, OW, N = out.shape
+        parallel_for(lambda r0, r1: kernels.conv_rows(xp, Wm, b, out, g.KH, g.KW, stride,
+                                                      g.groups, r0, r1, self.plan.loop_bytes),
+                     OH * N, threads=self.threads)
+
+    def _forward_direct(self, x, W, b, g):
+        G, p = g.groups, g.pad
+        # W's rows in the loops' order (kw, kh, c): (G, C_out/G, KW, KH, C/G)
+        Wm = _rows_for_loops(W.reshape(G, g.C_out // G, g.C // G, g.KH, g.KW)
+                             .transpose(0, 1, 4, 3, 2).reshape(G, g.C_out // G, -1))
+        y = np.empty((g.C_out, g.OH, g.OW, g.N), x.dtype)                # CHWN
+        bias = np.zeros(g.C_out, x.dtype) if b is None else b
+        self._loops(self._nhwc(x, p, p, "xn"), Wm, bias, y, g, g.stride)
+        return y.transpose(3, 0, 1, 2)
 
     def _forward_positions(self, x, W, b, g, need_dW):
         G = g.groups
@@ -333,10 +426,69 @@ class Conv2d:
 
     # --- backward -----------------------------------------------------------
     def backward(self, gy, need_x, need_W, need_b):
-        """(dx, dW, db), None for each not needed."""
-        if self.by_positions:
-            return self._backward_positions(gy, self.g, need_x, need_W, need_b)
-        return self._backward_chunks(gy, self.g, need_x, need_W, need_b)
+        """(dx, dW, db), None for each not needed: the direct parts by the compiled
+        loops, the others (and db with them) by the layer's BLAS schedule."""
+        d, g = self.direct, self.g
+        blas_x, blas_W = need_x and not d.inputs, need_W and not d.weights
+        dx = dW = db = None
+        if blas_x or blas_W:
+            run = self._backward_positions if self.by_positions else self._backward_chunks
+            dx, dW, db = run(gy, g, blas_x, blas_W, need_b)
+        elif need_b and not (need_W and d.weights):
+            db = self._bias_grad(self._chwn_dy(gy, g))
+        if need_W and d.weights:
+            dW, db_loops = self._weight_grad_direct(gy, g, need_b and db is None)
+            db = db if db is not None else db_loops
+        if need_x and d.inputs:
+            dx = self._input_grad_direct(gy, g)
+        return dx, dW, db
+
+    def _chwn_dy(self, gy, g):
+        """gy as a C-contiguous CHWN (C_out, OH, OW, N): a view, else a copy in scratch."""
+        if not is_chwn(gy):
+            return self._padded_batch(gy, 0, 0, "gy")
+        return gy.transpose(1, 2, 3, 0)
+
+    def _bias_grad(self, dy4):
+        """db: dy (C_out, OH, OW, N) summed over all but its first axis, its rows over the threads."""
+        dy = dy4.reshape(dy4.shape[0], -1)
+        db = np.empty(dy.shape[0], dy.dtype)
+        parallel_for(lambda o0, o1: np.sum(dy[o0:o1], axis=1, out=db[o0:o1]), dy.shape[0],
+                     threads=self.threads)
+        return db
+
+    def _weight_grad_direct(self, gy, g, need_b):
+        """(dW, db or None) by conv_kernels.weight_grad_rows: the output rows over
+        the threads, each thread its own partial sums (db: one more row of dW's)."""
+        kernels = compiled_kernels(self.plan)
+        xt = self.__dict__.pop("xt", None)           # kept by a positions forward
+        if xt is None:
+            xt = self._padded_batch(self.x, g.pad, g.pad, "xt")
+        dy4 = self._chwn_dy(gy, g)
+        T = g.C // g.groups * g.KH * g.KW
+
+        def rows(oh0, oh1):
+            part = np.zeros((g.C_out, T + 1), xt.dtype)      # dW | db
+            kernels.weight_grad_rows(xt, dy4, part[:, :T], part[:, T] if need_b else part[:0, T],
+                                     g.KH, g.KW, g.groups, oh0, oh1, self.plan.loop_bytes)
+            return part
+        total = _sum_parts(parallel_for(rows, g.OH, threads=self.threads), (g.C_out, T + 1),
+                           xt.dtype)
+        dW = np.ascontiguousarray(total[:, :T]).reshape(self.W.shape)
+        return dW, (total[:, T].copy() if need_b else None)
+
+    def _input_grad_direct(self, gy, g):
+        """dx = dy, zero-padded by KH-1-p, convolved with the flipped kernels, by
+        conv_kernels.conv_rows; CHWN."""
+        G, W = g.groups, self.W
+        Og, Cg = g.C_out // G, g.C // G
+        # Wf[g, c, (kw, kh, o)] = W[g*Og + o, c, KH-1-kh, KW-1-kw]
+        Wf = _rows_for_loops(W.reshape(G, Og, Cg, g.KH, g.KW)[:, :, :, ::-1, ::-1]
+                             .transpose(0, 2, 4, 3, 1).reshape(G, Cg, -1))
+        gp = self._nhwc(gy, g.KH - 1 - g.pad, g.KW - 1 - g.pad, "gn")
+        dx = np.empty((g.C, g.H, g.W, g.N), gy.dtype)
+        self._loops(gp, Wf, np.zeros(g.C, gy.dtype), dx, g, 1)
+        return dx.transpose(3, 0, 1, 2)
 
     def _backward_positions(self, gy, g, need_x, need_W, need_b):
         x, W, G = self.x, self.W, g.groups
@@ -347,9 +499,7 @@ class Conv2d:
         ones = need_b and need_W and G == 1          # db from dW's GEMM (the row of ones)
         db = dW = dx = None
         if need_b and not ones:                      # its rows split over the threads
-            db = np.empty(g.C_out, gy.dtype)
-            parallel_for(lambda o0, o1: np.sum(dy[o0:o1], axis=1, out=db[o0:o1]), g.C_out,
-                         threads=self.threads)
+            db = self._bias_grad(dy)
         if need_W:
             xt = self.__dict__.pop("xt", None)       # kept by forward, else padded again
             if xt is None:

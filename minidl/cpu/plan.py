@@ -28,9 +28,28 @@ class Plan:
     """The knobs of the CPU fast path, each with the reason for its default.
 
     threads: ops split over this many threads (None: `minidl.get_num_threads()`).
-    conv_schedule: "auto" (positions where they apply, else chunks), "positions",
-        or "chunks" (see minidl/cpu/conv.py: both schedules, "positions" only
-        for stride-1 layers with short columns).
+    conv_schedule: "auto", "direct", "positions" or "chunks" (minidl/cpu/conv.py).
+        "positions" and "chunks" write the columns in blocks and hand them to
+        the BLAS ("positions" only for stride-1 layers with short columns).
+        "direct" runs each part of a layer that the compiled loops of
+        conv_kernels.py can run (forward: always; dW and dx: stride 1) as
+        those loops, the rest as "auto" would. "auto" picks per part of each
+        layer, by its shape:
+          forward and dx: the compiled loops where the array read has at
+            least `direct_min_channels` channels a group (C/groups; for dx
+            C_out/groups) and a column holds at least `direct_min_taps`
+            values (those channels * KH*KW). The loops copy each window
+            row's channels as one run and sum along the column; with the
+            images' 3 channels (conv1 of both nets: K = 75, 363) the runs
+            are short, the sums too, and the loops run 1.2-2.6x slower than
+            the BLAS's schedule; at 32-384 channels they run 1.1-1.9x faster
+            (benchmarks/bench_conv.py --options: each part of each layer of
+            both nets, both ways; docs/results.md);
+          dW: the compiled loops for stride 1 (their sums run along OW*N
+            values whatever the kernel), the BLAS for larger strides;
+          the rest: positions where they apply, else chunks.
+        Without numba (or with compiled_conv off) "auto" and "direct" are
+        "positions"/"chunks" as before.
     chunk_columns: images per GEMM, at least this many columns (BLAS repacks W on
         every call, so tiny GEMMs waste it).
     chunk_bytes: else as many images as keep a chunk's columns this small (in cache).
@@ -44,6 +63,14 @@ class Plan:
         dy with the flipped kernels (its GEMM writes C rows, not C*KH*KW).
     compiled_pooling: pooling through the numba loops of pool_kernels.py (one
         pass per window instead of K*K array passes); MINIDL_NUMBA=0 turns it off.
+    compiled_conv: the convolution's compiled loops (conv_kernels.py) may run
+        (see conv_schedule); MINIDL_NUMBA=0 turns them off.
+    direct_min_channels, direct_min_taps: the fewest channels a group, and
+        the shortest column, that the compiled forward and dx loops take
+        under "auto" (see conv_schedule).
+    loop_bytes: the compiled loops go through x in blocks of about this many
+        bytes (rows of the forward's window buffers, runs of dW's taps), so
+        that each row of W (of dy) is read once per block, from cache.
     lrn_chunk_bytes: LRN goes a few images at a time, about this many bytes,
         so its ~10 passes find their data in cache.
     elementwise_grain: ReLU and tanh split over threads only above this many elements.
@@ -59,20 +86,26 @@ class Plan:
     dx_as_conv: bool = True
     compiled_pooling: bool = dataclasses.field(
         default_factory=lambda: os.environ.get("MINIDL_NUMBA", "1") != "0")
+    compiled_conv: bool = dataclasses.field(
+        default_factory=lambda: os.environ.get("MINIDL_NUMBA", "1") != "0")
+    direct_min_channels: int = 8
+    direct_min_taps: int = 256
+    loop_bytes: int = 256 << 10
     lrn_chunk_bytes: int = 256 << 10
     elementwise_grain: int = 1 << 16
     linear_min_flops: int = 1 << 24
 
     def __post_init__(self):
-        if self.conv_schedule not in ("auto", "positions", "chunks"):
-            raise ValueError(f"Plan: expected conv_schedule 'auto', 'positions' or 'chunks', "
-                             f"found {self.conv_schedule!r}")
+        if self.conv_schedule not in ("auto", "direct", "positions", "chunks"):
+            raise ValueError(f"Plan: expected conv_schedule 'auto', 'direct', 'positions' or "
+                             f"'chunks', found {self.conv_schedule!r}")
         if self.threads is not None and (isinstance(self.threads, bool)
                                          or not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"Plan: expected threads a positive int or None, found "
                              f"{self.threads!r}")
         for name in ("chunk_columns", "chunk_bytes", "chwn_min_chunk", "block_bytes",
-                     "lrn_chunk_bytes", "elementwise_grain", "linear_min_flops"):
+                     "direct_min_channels", "direct_min_taps", "loop_bytes", "lrn_chunk_bytes",
+                     "elementwise_grain", "linear_min_flops"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"Plan: expected {name} a positive int, found {v!r}")

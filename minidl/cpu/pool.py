@@ -25,17 +25,19 @@ from .parallel import parallel_for
 _kernels = None             # pool_kernels, once loaded; False: unavailable
 
 
-def load_compiled_kernels(import_module=importlib.import_module):
-    """Import pool_kernels (numba compiles on first call), or None: silently when
-    numba is not installed, with a warning when it is but cannot load."""
+def load_compiled_kernels(import_module=importlib.import_module,
+                          name="minidl.cpu.pool_kernels", what="pooling"):
+    """Import a module of numba loops (numba compiles on first call), or None:
+    silently when numba is not installed, with a warning when it is but
+    cannot load. `what` names the op in the warning."""
     try:
-        return import_module("minidl.cpu.pool_kernels")
+        return import_module(name)
     except ModuleNotFoundError as e:        # numba not installed: the plain path
         if e.name != "numba":
             raise
     except Exception as e:          # noqa: BLE001  numba there but unusable (NumPy too new...)
-        warnings.warn(f"minidl: pooling's compiled loops are unavailable ({type(e).__name__}: "
-                      f"{e}); pooling runs the plain NumPy path, slower. Reinstall numba, "
+        warnings.warn(f"minidl: {what}'s compiled loops are unavailable ({type(e).__name__}: "
+                      f"{e}); {what} runs the NumPy path, slower. Reinstall numba, "
                       "or set MINIDL_NUMBA=0 to silence this", RuntimeWarning, stacklevel=4)
     return None
 
