@@ -41,7 +41,7 @@ class Plan:
             values (those channels * KH*KW). The loops copy each window
             row's channels as one run and sum along the column; with the
             images' 3 channels (conv1 of both nets: K = 75, 363) the runs
-            are short, the sums too, and the loops run 1.2-2.6x slower than
+            are short, the sums too, and the loops take 1.2-2.6x the time of
             the BLAS's schedule;
           dW: the compiled loops for stride 1 (their sums run along OW*N
             values whatever the kernel), the BLAS for larger strides;
