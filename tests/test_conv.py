@@ -253,28 +253,49 @@ def _geometry(N, C, H, C_out, K, stride, pad, groups=1):
     return cpu_conv.Geometry(N, C, H, H, C_out, K, K, stride, pad, groups)
 
 
-def test_the_plan_picks_the_compiled_parts_by_shape():
-    """auto: forward and dx where their columns are long enough, dW for stride 1;
-    direct: every part the loops can run; the BLAS schedules: none."""
+NARROW_BLAS, WIDE_BLAS = (512, 256), (512, 512)      # (the loops', the BLAS's vector bits)
+
+
+@pytest.mark.parametrize("widths", [NARROW_BLAS, WIDE_BLAS], ids=["avx2-blas", "avx512-blas"])
+def test_the_plan_picks_the_compiled_parts_by_shape(widths):
+    """auto: forward and dx where the array they read has enough channels, dW for
+    stride 1; beside a BLAS as wide as the loops, only layers with few channels
+    on one side. direct: every part the loops can run; the BLAS schedules: none."""
     D, f32 = cpu_conv.Direct, np.float32
     cifar1, cifar2 = _geometry(128, 3, 32, 32, 5, 1, 2), _geometry(128, 32, 16, 32, 5, 1, 2)
     alex1, alex2 = _geometry(128, 3, 227, 96, 11, 4, 0), _geometry(128, 96, 27, 256, 5, 1, 2, 2)
+    alex3 = _geometry(128, 256, 13, 384, 3, 1, 1)
     auto, direct = Plan(), Plan(conv_schedule="direct")
-    assert cpu_conv.direct_parts(cifar1, auto, f32) == D(False, True, True)    # K = 75: BLAS
-    assert cpu_conv.direct_parts(cifar2, auto, f32) == D(True, True, True)
-    assert cpu_conv.direct_parts(alex1, auto, f32) == D(False, False, False)   # 3 channels
-    assert cpu_conv.direct_parts(alex2, auto, f32) == D(True, True, True)
-    assert cpu_conv.direct_parts(cifar1, direct, f32) == D(True, True, True)
-    assert cpu_conv.direct_parts(alex1, direct, f32) == D(True, False, False)
+
+    def parts(g, plan=auto, dtype=f32):
+        return cpu_conv.direct_parts(g, plan, dtype, widths)
+    assert parts(cifar1) == D(False, True, True)         # 3 channels read: forward by the BLAS
+    assert parts(cifar2) == D(True, True, True)
+    assert parts(alex1) == D(False, False, False)        # 3 channels, stride 4
+    assert parts(alex2) == D(True, True, True)           # 48 channels a group on one side
+    assert parts(alex3) == (D(True, True, True) if widths == NARROW_BLAS else D())
+    assert parts(cifar1, direct) == D(True, True, True)
+    assert parts(alex1, direct) == D(True, False, False)
+    assert parts(alex3, direct) == D(True, True, True)
     for plan in (Plan(conv_schedule="positions"), Plan(conv_schedule="chunks"),
                  Plan(compiled_conv=False)):
-        assert cpu_conv.direct_parts(cifar2, plan, f32) == D()
-    assert cpu_conv.direct_parts(cifar2, auto, np.float16) == D()
+        assert parts(cifar2, plan) == D()
+    assert parts(cifar2, auto, np.float16) == D()
     big_pad = _geometry(4, 8, 6, 8, 3, 1, 3)                # pad >= KH: dx not a convolution
-    assert cpu_conv.direct_parts(big_pad, direct, f32) == D(True, True, False)
+    assert parts(big_pad, direct) == D(True, True, False)
     few = _geometry(4, 6, 9, 40, 7, 1, 3)                   # 6 channels a group, K = 294
-    assert cpu_conv.direct_parts(few, auto, f32) == D(False, True, True)
-    assert cpu_conv.direct_parts(few, Plan(direct_min_channels=6), f32) == D(True, True, True)
+    assert parts(few) == D(False, True, True)
+    assert parts(few, Plan(direct_min_channels=6)) == D(True, True, True)
+
+
+def test_the_vector_widths_name_the_blas_kernels(monkeypatch):
+    import threadpoolctl
+    for architecture, bits in (("Haswell", 256), ("SkylakeX", 512), ("Zen", 256)):
+        monkeypatch.setattr(cpu_conv, "_widths", None)
+        monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda a=architecture: [
+            {"internal_api": "openblas", "architecture": a}])
+        assert cpu_conv.vector_widths()[1] == bits
+    monkeypatch.setattr(cpu_conv, "_widths", None)
 
 
 def test_a_layer_runs_the_parts_its_plan_names(rng):

@@ -106,14 +106,47 @@ class Direct:
     inputs: bool = False        # dx
 
 
-def direct_parts(g, plan, dtype):
+_AVX512_KERNELS = ("skylakex", "cooperlake", "sapphirerapids")   # OpenBLAS's names
+
+
+def vector_widths():
+    """(bits of the compiled loops' vectors, bits of the BLAS's): numba compiles
+    for this CPU, 512 with AVX-512, else 256; OpenBLAS runs the kernels it
+    names (threadpoolctl; OPENBLAS_CORETYPE may have chosen narrower ones than
+    the CPU has); another BLAS is taken to match the CPU."""
+    global _widths
+    if _widths is None:
+        try:
+            import llvmlite.binding as llvm                   # numba's compiler
+            loops = 512 if llvm.get_host_cpu_features().get("avx512f") else 256
+        except Exception:                                     # noqa: BLE001  no numba: no loops
+            loops = 256
+        blas = loops
+        try:
+            from threadpoolctl import threadpool_info
+            for lib in threadpool_info():
+                if lib.get("internal_api") == "openblas" and lib.get("architecture"):
+                    wide = lib["architecture"].lower() in _AVX512_KERNELS
+                    blas = 512 if wide else 256
+        except ImportError:
+            pass
+        _widths = (loops, blas)
+    return _widths
+
+
+_widths = None
+
+
+def direct_parts(g, plan, dtype, widths=None):
     """The parts of a layer of geometry g the compiled loops take under `plan`
-    (the rules are Plan.conv_schedule's): forward always under "direct", and
-    under "auto" when the array it reads has >= plan.direct_min_channels
-    channels a group and its columns >= plan.direct_min_taps values; dW for
-    stride 1; dx for stride 1 with pad < KH, KW (dx is then a convolution of
-    the padded dy), under "auto" when dy's channels and dx's columns pass the
-    same two tests."""
+    (the rules are Plan.conv_schedule's; `widths` as vector_widths()).
+
+    "direct": forward always; dW for stride 1; dx for stride 1 with pad < KH,
+    KW (dx is then a convolution of the padded dy). "auto": the same parts,
+    forward and dx only when the array they read has >= direct_min_channels
+    channels a group and their columns >= direct_min_taps values, and, where
+    the BLAS's vectors are as wide as the loops', only for layers with at most
+    direct_max_channels channels a group on one side (min(C, C_out)/groups)."""
     if (plan.conv_schedule in ("positions", "chunks") or dtype not in (np.float32, np.float64)
             or compiled_kernels(plan) is None):
         return Direct()
@@ -121,12 +154,14 @@ def direct_parts(g, plan, dtype):
     as_conv = unit and g.pad < g.KH and g.pad < g.KW
     if plan.conv_schedule == "direct":
         return Direct(True, unit, as_conv)
+    loops, blas = widths or vector_widths()
+    few = blas < loops or min(g.C, g.C_out) // g.groups <= plan.direct_max_channels
 
     def long_enough(channels):           # the channels a group of the array read
         return (channels >= plan.direct_min_channels
                 and channels * g.KH * g.KW >= plan.direct_min_taps)
-    return Direct(long_enough(g.C // g.groups), unit,
-                  as_conv and long_enough(g.C_out // g.groups))
+    return Direct(few and long_enough(g.C // g.groups), few and unit,
+                  few and as_conv and long_enough(g.C_out // g.groups))
 
 
 def _rows_for_loops(A):

@@ -41,12 +41,22 @@ class Plan:
             values (those channels * KH*KW). The loops copy each window
             row's channels as one run and sum along the column; with the
             images' 3 channels (conv1 of both nets: K = 75, 363) the runs
-            are short, the sums too, and the loops run 1.2-2.6x slower than
-            the BLAS's schedule; at 32-384 channels they run 1.1-1.9x faster
-            (benchmarks/bench_conv.py --options: each part of each layer of
-            both nets, both ways; docs/results.md);
+            are short, the sums too, and the loops take 1.2-2.6x the time of
+            the BLAS's schedule;
           dW: the compiled loops for stride 1 (their sums run along OW*N
             values whatever the kernel), the BLAS for larger strides;
+          and all three only for layers with at most `direct_max_channels`
+            channels a group on one side (min(C, C_out)/groups), unless the
+            BLAS runs narrower vectors than the loops (conv.vector_widths:
+            numba compiles the loops for this CPU, AVX-512 where it has it;
+            OpenBLAS may run AVX2 kernels on it, as OPENBLAS_CORETYPE=Haswell
+            makes it). Against OpenBLAS's AVX-512 kernels the loops win where
+            a GEMM would have a dimension of 32-64 channels (the CIFAR net:
+            1.03-1.5x; the paper's conv2, 48 channels a group: 1.1-1.7x) and
+            lose on the paper's conv3-5 (192-384 channels: 0.6-0.9x); against
+            its AVX2 kernels they win on every layer with >= 32 channels
+            (1.1-2.2x). benchmarks/bench_conv.py --options times each part of
+            each layer of both nets both ways (docs/results.md);
           the rest: positions where they apply, else chunks.
         Without numba (or with compiled_conv off) "auto" and "direct" are
         "positions"/"chunks" as before.
@@ -68,6 +78,9 @@ class Plan:
     direct_min_channels, direct_min_taps: the fewest channels a group, and
         the shortest column, that the compiled forward and dx loops take
         under "auto" (see conv_schedule).
+    direct_max_channels: under "auto", beside a BLAS as wide as the loops,
+        the loops run only layers with at most this many channels a group
+        on one side (see conv_schedule).
     loop_bytes: the compiled loops go through x in blocks of about this many
         bytes (rows of the forward's window buffers, runs of dW's taps), so
         that each row of W (of dy) is read once per block, from cache.
@@ -89,6 +102,7 @@ class Plan:
     compiled_conv: bool = dataclasses.field(
         default_factory=lambda: os.environ.get("MINIDL_NUMBA", "1") != "0")
     direct_min_channels: int = 8
+    direct_max_channels: int = 64
     direct_min_taps: int = 256
     loop_bytes: int = 256 << 10
     lrn_chunk_bytes: int = 256 << 10
@@ -104,8 +118,8 @@ class Plan:
             raise ValueError(f"Plan: expected threads a positive int or None, found "
                              f"{self.threads!r}")
         for name in ("chunk_columns", "chunk_bytes", "chwn_min_chunk", "block_bytes",
-                     "direct_min_channels", "direct_min_taps", "loop_bytes", "lrn_chunk_bytes",
-                     "elementwise_grain", "linear_min_flops"):
+                     "direct_min_channels", "direct_max_channels", "direct_min_taps",
+                     "loop_bytes", "lrn_chunk_bytes", "elementwise_grain", "linear_min_flops"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"Plan: expected {name} a positive int, found {v!r}")
