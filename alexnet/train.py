@@ -164,8 +164,8 @@ class RunLock:
                f"{holder.get('started')}: {holder.get('command')}") if holder else \
             "its details are not written yet"
         pid = holder.get("pid") if holder else None
-        stop = (f"stop it (kill -INT {pid}, or Ctrl-C in its terminal: it saves a checkpoint "
-                "and exits; then add --resume to continue it)" if pid else "stop it")
+        stop = (f"stop it (Ctrl-C in its terminal, or kill -INT {pid} on its machine: it saves "
+                "a checkpoint and exits, and can be resumed)" if pid else "stop it")
         return (f"{self.folder} is in use: another process trains there ({who}). Two runs "
                 f"in one folder would overwrite each other's checkpoints. Wait for it to "
                 f"finish, {stop}, or choose another --output-dir.")
