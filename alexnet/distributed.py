@@ -30,8 +30,11 @@ hang): the model, recipe and cache (`agree`), a global batch R divides
 (`check_batch`); rank 0's weights, momenta, schedule, generator and position are
 broadcast at the start (`synchronize`: a fresh run and a resumed one alike).
 Every rank takes the same branches: the trainer's loss and error sums are summed
-over the ranks when it reads them (`sum_counts`), and a checkpoint due by the
-clock is rank 0's decision (`root_decides`). Metrics, progress bars and
+over the ranks when it reads them (`sum_counts`), and each step ends with one
+decision for all (`decide`): a checkpoint due by rank 0's clock, and a stop if any
+rank was sent a signal (Ctrl-C or SIGTERM, which the launcher forwards to every
+rank: alexnet.stopping), so that every rank stops after the same step and rank 0
+saves the checkpoint a single process would. Metrics, progress bars and
 checkpoints come from rank 0 only; a checkpoint holds nothing rank-specific, so
 a run can resume on another R that divides B.
 Any other error on one rank aborts the whole job (`abort_on_error`), and a rank
@@ -55,6 +58,8 @@ import minidl
 from minidl import nn, serialize
 from minidl.backend import get_device
 
+from .stopping import Interrupted, exit_status
+
 # Set by the launchers in every process they start: MPICH's and Intel MPI's mpiexec
 # (and srun --mpi=pmi2), Open MPI's mpirun, PMIx launchers (srun --mpi=pmix).
 LAUNCHER_ENV = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
@@ -69,6 +74,7 @@ class Communicator:
     """One process on its own: every call does nothing (today's single-process run)."""
 
     rank, size, local_rank, local_size = 0, 1, 0, 1
+    threads = None             # this rank's share of the machine's cores (MPI only)
 
     @property
     def is_root(self) -> bool:
@@ -94,6 +100,10 @@ class Communicator:
         """The devices this rank runs its columns on (see MPICommunicator)."""
         return devices
 
+    def broadcast_tree(self, tree):
+        """Rank 0's nested dict/list of arrays and JSON values on every rank."""
+        return tree
+
     def synchronize(self, trainer):
         """Give every rank rank 0's whole training state (`Trainer.state_dict`)."""
 
@@ -108,17 +118,20 @@ class Communicator:
         errors: a NumPy vector) over its n images."""
         return sums, n
 
-    def root_decides(self, flag: bool) -> bool:
-        """Rank 0's `flag` on every rank (a decision by the clock: when to checkpoint)."""
-        return flag
+    def decide(self, due: bool, stop: int) -> tuple:
+        """(rank 0's `due`, the largest `stop` of any rank), the same on every rank: the
+        decisions a step ends with, in one collective. due: a checkpoint is due by
+        rank 0's clock; stop: the signal a rank was sent (0: none)."""
+        return bool(due), int(stop or 0)
 
     def combine_means(self, result: dict) -> dict:
         """An `evaluate` result {"loss", "top1", ..., "n"} of this rank's share -> all ranks'."""
         return result
 
     @contextlib.contextmanager
-    def abort_on_error(self, prog="alexnet"):
-        """An error raised on one rank only would leave the others waiting: abort them."""
+    def abort_on_error(self, prog="alexnet", hint=None):
+        """An error raised on one rank only would leave the others waiting: abort them.
+        hint(): what the user can do then (true to what is on disk)."""
         yield
 
 
@@ -267,10 +280,10 @@ class MPICommunicator(Communicator):
         total = self.sum([*np.asarray(sums, np.float64), n])
         return total[:-1], int(total[-1])
 
-    def root_decides(self, flag):
-        flag = np.array([bool(flag)], np.int8)
-        self.comm.Bcast(flag, root=0)
-        return bool(flag[0])
+    def decide(self, due, stop):
+        values = np.array([int(bool(due)) if self.is_root else 0, int(stop or 0)], np.int64)
+        self.comm.Allreduce(self.MPI.IN_PLACE, values, op=self.MPI.MAX)
+        return bool(values[0]), int(values[1])
 
     def combine_means(self, result):
         keys = sorted(k for k in result if k != "n")
@@ -278,19 +291,28 @@ class MPICommunicator(Communicator):
         return {**{k: float(v / total[0]) for k, v in zip(keys, total[1:])}, "n": int(total[0])}
 
     @contextlib.contextmanager
-    def abort_on_error(self, prog="alexnet"):
+    def abort_on_error(self, prog="alexnet", hint=None):
         try:
             yield
         except RunMismatch:
             raise                      # raised on every rank at once: each exits on its own
+        except Interrupted as e:
+            if e.together:             # every rank stopped after the same step
+                raise
+            self._abort(prog, f"interrupted by {e.name} where the ranks could not stop "
+                              "together", hint, e.status)
         except BaseException as e:     # noqa: BLE001 - reported, then the whole job stops
             if isinstance(e, SystemExit) and not e.code:
                 raise
-            print(f"{prog} (rank {self.rank} of {self.size}): error: "
-                  f"{type(e).__name__}: {e}\nstopping every rank (MPI_Abort); the last "
-                  f"checkpoint is kept: run the same command with --resume to go on",
-                  file=sys.stderr, flush=True)
-            self.comm.Abort(1)
+            if isinstance(e, KeyboardInterrupt):
+                self._abort(prog, "interrupted", hint, exit_status(e))
+            self._abort(prog, f"error: {type(e).__name__}: {e}", hint, 1)
+
+    def _abort(self, prog, what, hint, status):
+        then = hint() if hint else "the last checkpoint, if there is one, is kept"
+        print(f"{prog} (rank {self.rank} of {self.size}): {what}\nstopping every rank "
+              f"(MPI_Abort); {then}", file=sys.stderr, flush=True)
+        self.comm.Abort(status)
 
 
 class GradientBuckets:
@@ -369,9 +391,33 @@ class GradientBuckets:
         return xp.array(g, dtype=p.data.dtype, order="C")
 
 
+NCCL_UNIQUE_ID_BYTES = 128     # the size of NCCL's ncclUniqueId
+
+
+def nccl_id_bytes(uid) -> bytes:
+    """NCCL's unique id as its 128 bytes, in either form CuPy gives it: bytes (CuPy 14 on)
+    or a tuple of the id's C chars as ints (CuPy 13: -128..127 where char is signed, as on
+    x86-64; 0..255 where it is unsigned, as on aarch64)."""
+    return uid if isinstance(uid, bytes) else bytes(int(v) & 0xFF for v in uid)
+
+
+def nccl_communicator(nccl, cupy_major: int, ndev: int, uid: bytes, rank: int):
+    """`nccl.NcclCommunicator(ndev, commId, rank)` given the id in the form this CuPy takes:
+    bytes from CuPy 14 on; before, a tuple of ints that CuPy's compiled code turns into C
+    chars, so in the range of this platform's char. Signed is tried first (x86-64); a
+    platform whose char is unsigned (aarch64) refuses a negative one with OverflowError
+    before any NCCL call, and gets 0..255."""
+    if cupy_major >= 14:
+        return nccl.NcclCommunicator(ndev, uid, rank)
+    try:
+        return nccl.NcclCommunicator(ndev, tuple(b - 256 if b > 127 else b for b in uid), rank)
+    except OverflowError:
+        return nccl.NcclCommunicator(ndev, tuple(uid), rank)
+
+
 class NcclGroup:
     """One NCCL communicator per local GPU the parameters live on, linking the same
-    column on every rank; rank 0 makes each unique id and MPI sends it.
+    column on every rank; rank 0 makes each unique id and MPI sends its 128 bytes.
 
     allreduce(flat, device) sums a CuPy array in place, on the device's current
     stream: the gradients never leave the GPU.
@@ -380,17 +426,23 @@ class NcclGroup:
     def __init__(self, mpi, devices):
         import cupy
         from cupy.cuda import nccl
+        if not nccl.available:
+            raise RuntimeError("data parallelism between GPUs needs NCCL, and CuPy "
+                               f"{cupy.__version__} found no NCCL library: install the one of "
+                               "your CUDA (pip install nvidia-nccl-cu12, or nvidia-nccl-cu13), "
+                               "or point LD_LIBRARY_PATH at your cluster's NCCL")
         self.cupy, self.nccl = cupy, nccl
         self.types = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}
+        cupy_major = int(cupy.__version__.split(".")[0])
         self.comms = {}
         for device in sorted({d for d in devices if d.is_cuda}, key=lambda d: d.index):
-            uid = np.zeros(128, np.int64)     # ncclUniqueId: 128 bytes, as a tuple of ints
+            uid = np.zeros(NCCL_UNIQUE_ID_BYTES, np.uint8)
             if mpi.is_root:
-                uid[...] = nccl.get_unique_id()
+                uid[...] = np.frombuffer(nccl_id_bytes(nccl.get_unique_id()), np.uint8)
             mpi.comm.Bcast(uid, root=0)
             with cupy.cuda.Device(device.index):
-                self.comms[device] = nccl.NcclCommunicator(mpi.size, tuple(int(v) for v in uid),
-                                                           mpi.rank)
+                self.comms[device] = nccl_communicator(nccl, cupy_major, mpi.size,
+                                                       uid.tobytes(), mpi.rank)
 
     def allreduce(self, flat, device):
         dtype = self.types.get(flat.dtype.name)
@@ -432,10 +484,32 @@ def _connect():
     if MPI.COMM_WORLD.Get_size() == 1:
         return Communicator()
     comm = MPICommunicator(MPI.COMM_WORLD)
-    if "MINIDL_NUM_THREADS" not in os.environ:       # the machine's cores shared among its ranks
-        from minidl.parallel import available_cores
-        minidl.set_num_threads(max(1, available_cores() // comm.local_size))
+    comm.threads = share_cores(comm.local_size)
     return comm
+
+
+# Thread counts of the BLAS (OpenBLAS, MKL, BLIS) and OpenMP that a user may set.
+BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                  "BLIS_NUM_THREADS")
+
+
+def share_cores(ranks_here):
+    """Give this rank its share of the machine's cores: cores // (ranks on the machine)
+    threads for minidl's ops AND for the BLAS. Returns the share.
+
+    Both matter: a rank with one minidl thread lets the BLAS have all its threads
+    back (minidl.cpu.parallel), and OpenBLAS's threads spin after every call; two
+    ranks on two cores then ran 4 spinning BLAS threads and were 4.5x slower than
+    one process (benchmarks/bench_ranks.py). MINIDL_NUM_THREADS, and the BLAS's own
+    variables (BLAS_VARIABLES), still win when the user sets them."""
+    from minidl.cpu.parallel import available_cores
+    share = max(1, available_cores() // max(1, ranks_here))
+    if not any(v in os.environ for v in BLAS_VARIABLES):
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=share, user_api="blas")       # for the life of the process
+    if "MINIDL_NUM_THREADS" not in os.environ:
+        minidl.set_num_threads(share)
+    return share
 
 
 # ---------------------------------------------------------------------- messages

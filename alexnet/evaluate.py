@@ -39,9 +39,11 @@ def topk_wrong(scores, labels, ks=(1, 5)) -> dict:
     """{k: how many rows' label is not among the k highest scores}, each a 0-d array on
     the scores' device: no host sync, so a training step can count without waiting.
 
-    The label is in the top k iff fewer than k classes score higher. A NaN score
-    counts as higher than anything (``not scores <= label's score``), so a NaN
-    row is never counted correct.
+    Ties count against the label: it is in the top k only if fewer than k other
+    classes score at least as high, so a net whose scores are all equal is wrong on
+    every image (not right on every one, as "fewer than k score higher" would say).
+    A NaN counts as at least as high as anything (``not other < label's score``), so
+    a NaN row is never counted correct. With k >= classes every finite row is right.
 
     Args:
         scores: (N, classes) logits or probabilities (any monotone transform).
@@ -52,8 +54,10 @@ def topk_wrong(scores, labels, ks=(1, 5)) -> dict:
         raise ValueError(f"topk_errors: expected scores (N, classes) and labels (N,), found "
                          f"{scores.shape} and {labels.shape}")
     own = xp.take_along_axis(scores, labels[:, None], axis=1)         # (N, 1)
-    higher = (~(scores <= own)).sum(axis=1)                            # (N,)
-    return {k: (higher >= min(k, scores.shape[1])).sum() for k in ks}
+    # the classes scoring at least as high as the label, the label not counted (a NaN
+    # label score is not equal to itself: every class counts, the row is wrong)
+    rivals = (~(scores < own)).sum(axis=1) - (own == own)[:, 0]       # (N,)
+    return {k: (rivals >= min(k, scores.shape[1])).sum() for k in ks}
 
 
 def topk_errors(scores, labels, ks=(1, 5)) -> dict:

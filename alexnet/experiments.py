@@ -8,13 +8,8 @@ as fast as possible. No regularization of any kind was employed."
 """
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
-import multiprocessing
-import os
-import signal
-import threading
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -22,13 +17,14 @@ import numpy as np
 
 import minidl
 from minidl import optim
-from minidl.cpu.parallel import available_cores
+from minidl.cpu.parallel import available_cores  # noqa: F401  (the CLI's default jobs)
 
 from .data import cifar10
 from .data.arrays import ArrayBatches
 from .evaluate import evaluate
 from .figures import plot_figure1, plot_training
 from .model import CifarNet, CifarNetConfig
+from .runner import Run, run_all, shared
 from .train import CHECKPOINT, TrainConfig, Trainer, read_metrics
 
 # Learning rates chosen by the sweep recorded in docs/section3_1_relu.md
@@ -68,20 +64,24 @@ def epochs_to_target(errors, target):
     return None
 
 
+# Epochs each net usually needs to reach the target (docs/results.md): the ETA's guess.
+FIGURE1_EXPECTED_EPOCHS = {"relu": 8, "tanh": 52}
+
+
 def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Config = None,
             download=True, progress=True, restart=False, report_only=False, jobs=1,
             allow_unofficial=False, device="cpu") -> dict:
     """Train the CIFAR-10 net with ReLU and with tanh; write figure1.png and the curves.
 
-    Resumable: each net trains in out/<activation>/ with a checkpoint; running
-    the command again continues where it stopped (unless `restart`).
-    With `jobs` > 1 the nets train side by side in that many processes, the
-    cores shared out among them (see `_train_in_processes`): the same curves,
-    sooner. With `report_only`, nothing trains: the figure and summary are
-    made from the epochs the runs in `out` have finished so far.
-    `allow_unofficial`: accept a local CIFAR-10 archive whose MD5 is not the
-    official one (see `cifar10.check_official`). `device`: "cpu", or a GPU
-    ("cuda:0"), which trains the nets one after the other in this process.
+    The two nets are two runs of the experiment runner (alexnet/runner.py): each
+    trains in out/<activation>/ with a checkpoint, and running the command again
+    continues where it stopped (unless `restart`). With `jobs` > 1 they train
+    side by side in processes, the cores shared out among them: the same curves,
+    sooner. With `report_only`, nothing trains: the figure and summary are made
+    from the epochs the runs in `out` have finished so far. `allow_unofficial`:
+    accept a local CIFAR-10 archive whose MD5 is not the official one
+    (`cifar10.check_official`). `device`: "cpu", or a GPU ("cuda:0"), which trains
+    the nets one after the other in this process.
     Returns the summary written to out/figure1.json.
     """
     cfg = config or Figure1Config()
@@ -90,46 +90,61 @@ def figure1(data_dir=None, out="runs/figure1", quick=False, config: Figure1Confi
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not report_only:
-        if jobs > 1 and len(cfg.activations) > 1 and device == "cpu":
-            cifar10.load_cifar10(data_dir, download=download, progress=progress,  # fetch, check
-                                 allow_unofficial=allow_unofficial)
-            _train_in_processes(data_dir, cfg, out, progress, restart, jobs)
-            report_only = True                       # the runs are on disk: report them
-        else:
-            data, mean = _figure1_data(data_dir, cfg, download, progress, allow_unofficial)
+        data = cifar10.load_cifar10(data_dir, download=download, progress=progress,  # fetch, check
+                                    allow_unofficial=allow_unofficial)
+        print(f"figure1: CIFAR-10 from {cifar10.find_cifar10(data_dir)}; "
+              f"{cfg.train_images:,} training images; results in {out}/", flush=True)
+        del data
+        runs = [Run(act, _figure1_run, dict(data_dir=data_dir, activation=act, cfg=cfg,
+                                            restart=restart, device=device),
+                    expected_epochs=min(cfg.max_epochs, FIGURE1_EXPECTED_EPOCHS.get(act, cfg.max_epochs)))
+                for act in cfg.activations]
+        run_all(runs, out, jobs=jobs, progress=progress, device=device,
+                title="figure1" + (" --quick" if quick else ""))
 
-    curves, summary = {}, {"config": asdict(cfg), "runs": {}}
+    curves, summary = {}, {"config": asdict(cfg), "quick": quick, "runs": {}}
     for act in cfg.activations:
         run_dir = out / act
-        if report_only:
-            history = read_metrics(run_dir)
-            if not history:
-                raise FileNotFoundError(f"{run_dir} has no finished epoch to report; "
-                                        "train first (alexnet figure1 without --report-only)")
-            lr = _saved_meta(run_dir / CHECKPOINT)["lr"]
-        else:
-            history = train_cifar(data, mean, act, cfg, run_dir, progress, restart,
-                                  device=device)
-            lr = cfg.lr_of(act)
+        history = read_metrics(run_dir)
+        if not history:
+            raise FileNotFoundError(f"{run_dir} has no finished epoch to report; "
+                                    "train first (alexnet figure1 without --report-only)")
+        lr = _saved_meta(run_dir / CHECKPOINT)["lr"]
         errors = [r["train_top1"] for r in history]
         curves[act] = errors
+        seconds = sum(r["seconds"] for r in history)
+        images = sum(r["images_per_s"] * r["seconds"] for r in history if r.get("images_per_s"))
         summary["runs"][act] = {
             "lr": lr, "epochs_run": len(history),
             "epochs_to_target": epochs_to_target(errors, cfg.target),
             "train_error": errors, "test_error": [r.get("test_top1") for r in history],
-            "seconds": sum(r["seconds"] for r in history),
-            "images_per_s": float(np.median([r["images_per_s"] for r in history])),
+            "seconds": seconds,
+            "images_per_s": images / seconds if seconds else None,   # all images / all seconds
         }
         plot_training(history, run_dir / "training.png", title=f"CIFAR-10, {act}")
 
     summary["ratio"] = _ratio(summary["runs"], cfg)
-    plot_figure1(curves, out / "figure1.png", target=cfg.target)
+    plot_figure1(curves, out / "figure1.png", target=cfg.target, note=_figure1_note(summary, quick))
     _write_curves(out, curves)
     (out / "figure1.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def _figure1_data(data_dir, cfg, download, progress, allow_unofficial=False):
+def _figure1_note(summary, quick):
+    """What the plot must say besides the curves: a quick run, or no ratio to give."""
+    notes = []
+    if quick:
+        notes.append("--quick: 5,000 images, 3 epochs")
+    ratio = summary.get("ratio")
+    if not ratio or not ratio.get("tanh_over_relu"):
+        reached = [a for a, r in summary["runs"].items() if r["epochs_to_target"] is not None]
+        notes.append("no net reached 25% training error: no ratio" if not reached else
+                     f"only {', '.join(reached)} reached 25% training error: no ratio")
+    return "; ".join(notes) or None
+
+
+@functools.lru_cache(maxsize=2)
+def _figure1_data(data_dir, cfg, download=False, progress=False, allow_unofficial=False):
     data = cifar10.load_cifar10(data_dir, download=download, progress=progress,
                                 allow_unofficial=allow_unofficial)
     if cfg.train_images < len(data.y_train):
@@ -137,154 +152,24 @@ def _figure1_data(data_dir, cfg, download, progress, allow_unofficial=False):
     return data, cifar10.mean_image(data.x_train)
 
 
-def _train_in_processes(data_dir, cfg, out, progress, restart, jobs):
-    """Train cfg.activations in `jobs` processes, the cores shared out among them.
-
-    Each process trains as `train_cifar` does (loading the data, already
-    fetched), so the curves are those of one process, up to float rounding.
-    Before each batch a process takes its share of the cores as minidl
-    threads (parallel.py): cores // (nets training now). On 2 cores the two
-    nets train with one thread each (each about 540 img/s: two processes use
-    the cores better than one with two threads, as most of a step is NumPy
-    that splits imperfectly); once ReLU's net has reached its target, tanh's
-    takes both (about 1.5x faster).
-    """
-    jobs = min(jobs, len(cfg.activations))
-    cores = available_cores()
-    threads = str(max(1, cores // jobs))
-    ctx = multiprocessing.get_context("spawn")
-    running = ctx.Value("i", 0)                          # nets training now
-    share = "MINIDL_NUM_THREADS" not in os.environ       # else the user's count holds
-    with _environment({v: threads for v in _THREAD_VARIABLES}), ProcessPoolExecutor(
-            jobs, mp_context=ctx, initializer=_child_init,
-            initargs=(running if share else None, cores)) as pool:
-        futures = []
-        try:
-            with _sigint_blocked():   # the processes (and the pool's threads) never take Ctrl-C
-                futures += [pool.submit(_train_one, data_dir, act, cfg, out / act, progress,
-                                        restart, 2 * i) for i, act in enumerate(cfg.activations)]
-            for f in futures:
-                f.result()                               # re-raises a process's error here
-        except BaseException:
-            # Ctrl-C (a pending one arrives as the block above ends) or one net's error:
-            # stop the others now rather than wait for their runs to end. Their last
-            # checkpoints are whole (atomic saves), so the same command resumes them.
-            for f in futures:
-                f.cancel()
-            _stop_processes(pool)
-            raise
-
-
-@contextlib.contextmanager
-def _sigint_blocked():
-    """Block SIGINT in this thread while the pool starts its processes and threads.
-
-    A blocked signal stays blocked in the threads started meanwhile and across
-    fork and exec, so the training processes never see Ctrl-C (no traceback from
-    them: this process stops them), and a Ctrl-C that comes meanwhile is not
-    lost: it waits, and arrives here as KeyboardInterrupt when the block ends.
-    """
-    if not hasattr(signal, "pthread_sigmask") or \
-            threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
-def _stop_processes(pool):
-    """Terminate a ProcessPoolExecutor's processes and wait for them (a few seconds)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for p in processes:
-        if p.is_alive():
-            p.terminate()
-    for p in processes:
-        p.join(timeout=5)
-        if p.is_alive():
-            p.kill()
-            p.join(timeout=5)
-
-
-_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def _environment(values):
-    """Set environment variables the user has not set (child processes read them)."""
-    added = {k: v for k, v in values.items() if k not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for k in added:
-            os.environ.pop(k, None)
-
-
-_share = None          # in a process of _train_in_processes: (nets training now, cores)
-
-
-def _child_init(running, cores):
-    global _share
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group: the parent acts
-    # tqdm's default lock is a multiprocessing semaphore, which a process stopped by the
-    # parent could not release (a "leaked semaphore" warning); a thread lock does here.
-    from tqdm import tqdm
-    tqdm.set_lock(threading.RLock())
-    _share = None if running is None else (running, cores)
-
-
-class _CoreShare:
-    """Training batches that, before each batch, set this process's minidl
-    threads to its share of the cores: cores // (nets training now)."""
-
-    def __init__(self, batches, running, cores):
-        self.batches, self.running, self.cores = batches, running, cores
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getattr__(self, name):
-        return getattr(self.batches, name)
-
-    def epoch(self, epoch, start=0):
-        for batch in self.batches.epoch(epoch, start):
-            minidl.set_num_threads(max(1, self.cores // max(1, self.running.value)))
-            yield batch
-
-
-def _train_one(data_dir, activation, cfg, run_dir, progress, restart, bar_position):
-    """One net in a process of its own (see `_train_in_processes`)."""
-    data, mean = _figure1_data(data_dir, cfg, download=False, progress=False)
-    if _share is None:
-        return train_cifar(data, mean, activation, cfg, run_dir, progress, restart, bar_position)
-    running, cores = _share
-    with running.get_lock():
-        running.value += 1
-    try:
-        train_cifar(data, mean, activation, cfg, run_dir, progress, restart, bar_position,
-                    share=(running, cores))
-    finally:
-        with running.get_lock():
-            running.value -= 1
+def _figure1_run(run_dir, on_epoch, data_dir, activation, cfg, restart, device):
+    """One net of Figure 1 as a run of the experiment runner."""
+    data, mean = _figure1_data(data_dir, cfg)
+    return train_cifar(data, mean, activation, cfg, run_dir, progress=False, restart=restart,
+                       device=device, on_epoch=on_epoch)
 
 
 def train_cifar(data, mean, activation, cfg: Figure1Config, run_dir, progress=True,
-                restart=False, bar_position=0, share=None, device="cpu"):
+                restart=False, bar_position=0, device="cpu", on_epoch=None):
     """One net of Figure 1: train until `target` training error or `max_epochs`.
 
-    share: (a shared count of the nets training now, cores) to take a share
-    of the cores before each batch (see `_train_in_processes`).
-    device: where the net trains ("cpu", or "cuda:0" for a GPU)."""
+    device: where the net trains ("cpu", or "cuda:0" for a GPU). In a worker of
+    the experiment runner the batches take the process's share of the cores."""
     minidl.random.manual_seed(cfg.seed)
     model = CifarNet(CifarNetConfig(activation=activation), seed=cfg.seed, device=device)
     opt = optim.SGD(model.parameters(), lr=cfg.lr_of(activation), momentum=cfg.momentum,
                     weight_decay=0.0)                        # no regularization of any kind
-    batches = ArrayBatches(data.x_train, data.y_train, mean, cfg.batch_size, seed=cfg.seed)
-    if share is not None:
-        batches = _CoreShare(batches, *share)
+    batches = shared(ArrayBatches(data.x_train, data.y_train, mean, cfg.batch_size, seed=cfg.seed))
     test = ArrayBatches(data.x_test, data.y_test, mean, 500, shuffle=False)
 
     def on_test(m):
@@ -299,7 +184,7 @@ def train_cifar(data, mean, activation, cfg: Figure1Config, run_dir, progress=Tr
                       TrainConfig(max_epochs=cfg.max_epochs, topk=(1,), progress=progress,
                                   run_name=f"figure1 {activation}", bar_position=bar_position),
                       evaluate=on_test, stop=lambda h: h[-1]["train_top1"] <= cfg.target,
-                      extra_meta=meta)
+                      extra_meta=meta, on_epoch=on_epoch)
     if restart and trainer.checkpoint_path.exists():
         trainer.checkpoint_path.unlink()
     if trainer.checkpoint_path.exists():

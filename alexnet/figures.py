@@ -12,14 +12,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
-def plot_figure1(curves: dict, path, target=0.25, title=None) -> Path:
+def plot_figure1(curves: dict, path, target=0.25, title=None, note=None) -> Path:
     """Figure 1 of the paper.
 
     Args:
         curves: {"relu": [err after epoch 1, 2, ...], "tanh": [...]}.
         target: the 25% training-error line.
+        note: a line printed on the plot (e.g. that it is the --quick run).
     """
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
     styles = {"relu": dict(ls="-", color="black", label="ReLU"),
@@ -33,8 +35,49 @@ def plot_figure1(curves: dict, path, target=0.25, title=None) -> Path:
     ax.set_ylabel("Training error rate")
     ax.set_ylim(0, max(0.8, max((max(e) for e in curves.values() if e), default=0.8)))
     ax.set_title(title or "CIFAR-10, four-layer CNN: ReLU (solid) vs tanh (dashed)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if note:
+        ax.text(0.98, 0.02, note, transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=8, color="firebrick")
     ax.legend(frameon=False)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_claim(name, variants: dict, path, title=None) -> Path:
+    """One claim's experiment: training (solid) and test (dashed) error per epoch of each
+    variant, the mean over seeds, the seeds' range shaded.
+
+    variants: {variant: [per-seed {"train_curve": [...], "test_curve": [...]}]}.
+    """
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (variant, runs) in enumerate(variants.items()):
+        colour = colours[i % len(colours)]
+        for key, style, what in (("train_curve", "-", "training"), ("test_curve", "--", "test")):
+            n = max(len(r[key]) for r in runs)
+            if n == 0:
+                continue
+            curves = np.full((len(runs), n), np.nan)                  # (seeds, epochs)
+            for i, r in enumerate(runs):                             # a diverged run stops early
+                curves[i, :len(r[key])] = r[key]
+            epochs = np.arange(1, n + 1)
+            ax.plot(epochs, np.nanmean(curves, 0), style, color=colour, lw=1.6,
+                    label=f"{variant}, {what}")
+            if len(curves) > 1:
+                ax.fill_between(epochs, np.nanmin(curves, 0), np.nanmax(curves, 0),
+                                color=colour, alpha=0.12)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error rate (lower is better)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(title or name)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
@@ -66,6 +109,7 @@ def plot_training(history: list, path, title="training") -> Path:
     ax2.set_ylim(0, 1), ax2.legend(frameon=False)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)

@@ -5,10 +5,12 @@
 The image is prepared as Section 2 says: the shorter side rescaled to 256,
 the central 256x256 crop, then (as at test time, Section 4.1) the central
 227x227 patch (227, not the text's 224: see `alexnet.model`). Then the mean
-is subtracted. The paper subtracts the mean training image; we have no
-trained mean here, so we subtract ImageNet's well-known per-channel RGB means
-(123.68, 116.78, 103.94), an approximation the output says it makes. EXIF
-orientation is ignored, as the 2012 tools (and ImageNet's own crops) did.
+is subtracted. The paper subtracts the mean training image: with a checkpoint of
+`alexnet train` that is the run's own (and the image is prepared exactly as its
+cache was, at the cache's size: `preprocess_like_cache`); without one we subtract
+ImageNet's well-known per-channel RGB means (123.68, 116.78, 103.94), an
+approximation the output says it makes. EXIF orientation is ignored, as the 2012
+tools (and ImageNet's own crops) did.
 
 `inspect_image` runs ``model.trace(x)`` in eval mode (dropout scales by 0.5,
 Section 4.2) on a freshly initialised, seeded net, or on the weights of a
@@ -104,6 +106,31 @@ def preprocess(img, size=227, mean=IMAGENET_RGB_MEAN):
     return np.ascontiguousarray(a.transpose(2, 0, 1))        # (3, size, size)
 
 
+def preprocess_like_cache(source, size, mean):
+    """The input a trained net saw at test time: the image as `alexnet prepare` stored
+    it (its central square resized to the mean image's side S, bicubic:
+    `alexnet.data.prepare.load_image`), then the centre size x size patch minus the
+    same patch of the run's mean training image (S, S, 3), as `alexnet evaluate`'s
+    centre patch. source: an image file (read exactly as prepare reads it) or a
+    PIL image. Returns (3, size, size) float32."""
+    from .data.augment import center_offset
+    from .data.prepare import RESAMPLE, load_image as cache_image
+    side = mean.shape[0]
+    if size > side:
+        raise ValueError(f"inspect: the net's input ({size}) is larger than its mean image "
+                         f"({side}x{side}); the checkpoint is damaged")
+    if isinstance(source, (str, Path)):
+        a = cache_image(Path(source).read_bytes(), side)
+    else:
+        w, h = source.size
+        s = min(w, h)
+        box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
+        a = np.asarray(source.resize((side, side), RESAMPLE, box=box))
+    o = center_offset(side, size)
+    patch = a[o:o + size, o:o + size].astype(np.float32) - mean[o:o + size, o:o + size]
+    return np.ascontiguousarray(patch.transpose(2, 0, 1))          # (3, size, size)
+
+
 # ----------------------------------------------------------------------------
 # The network
 # ----------------------------------------------------------------------------
@@ -114,6 +141,12 @@ def build_model(columns=2, devices=None, seed=0, checkpoint=None):
     then the one the checkpoint describes, small CPU nets included), or a file of
     `minidl.serialize.save_module` holding the paper's net.
     """
+    return _build(columns, devices, seed, checkpoint)[0]
+
+
+def _build(columns, devices, seed, checkpoint):
+    """(the net as `build_model` makes it, the mean training image (S, S, 3) that a
+    checkpoint of `alexnet train` holds, else None)."""
     if columns not in (1, 2):
         raise ValueError(f"inspect: expected columns 1 or 2, found {columns}")
     if isinstance(devices, str):
@@ -128,7 +161,8 @@ def build_model(columns=2, devices=None, seed=0, checkpoint=None):
         meta = state.get("meta") if isinstance(state, dict) else None
         if isinstance(meta, dict) and "model" in meta:     # a run of `alexnet train`
             from .imagenet_train import load_checkpoint
-            return load_checkpoint(path, devices)[0].eval()
+            model, meta = load_checkpoint(path, devices)
+            return model.eval(), np.asarray(meta["mean"], np.float32)
         cfg = AlexNetConfig() if columns == 2 else AlexNetConfig().one_column()
         model = AlexNet(cfg, devices=_per_column(devices, columns), seed=seed)
         for key in ("model", "params"):          # a training checkpoint or save_module's file
@@ -141,9 +175,9 @@ def build_model(columns=2, devices=None, seed=0, checkpoint=None):
             raise ValueError(f"inspect: {path} does not hold weights of the paper's "
                              f"{columns}-column net ({e}); give a run folder of `alexnet "
                              "train` (any net size) or its checkpoint.npz") from None
-        return model.eval()
+        return model.eval(), None
     cfg = AlexNetConfig() if columns == 2 else AlexNetConfig().one_column()
-    return AlexNet(cfg, devices=_per_column(devices, columns), seed=seed).eval()
+    return AlexNet(cfg, devices=_per_column(devices, columns), seed=seed).eval(), None
 
 
 def _per_column(devices, columns):
@@ -236,25 +270,35 @@ def inspect_image(path=None, columns=2, devices=None, save_maps=None, checkpoint
         devices: one device per column ("cpu:0,cpu:1", ["cuda:0", "cuda:1"]) or
             one for all; default: every column on "cpu".
         save_maps: a directory to write one PNG of activation maps per stage.
-        checkpoint: a minidl.serialize file holding a "model" state dict;
-            default: a fresh net initialised as Section 5 says, from `seed`.
+        checkpoint: a run folder of `alexnet train` or its checkpoint.npz (its net and
+            its mean training image are used), or a minidl.serialize file holding a
+            "model" state dict; default: a fresh net initialised as Section 5 says,
+            from `seed`.
         out: where the lines go (print by default).
     Returns:
         the `TraceRow` of every stage (with ``output``, the array).
     """
     import minidl
     img = default_image() if path is None else load_image(path)
-    model = build_model(columns, devices, seed, checkpoint)
+    model, mean = _build(columns, devices, seed, checkpoint)
     size = model.cfg.input_size
-    x = minidl.Tensor(preprocess(img, size)[None])                       # (1, 3, 227, 227)
-    rows = trace_stages(model, x)
+    side = RESIZE if mean is None else mean.shape[0]
+    if mean is None:
+        x = preprocess(img, size)
+    else:
+        x = preprocess_like_cache(img if path is None else path, size, mean)
+    rows = trace_stages(model, minidl.Tensor(x[None]))                   # (1, 3, 227, 227)
 
     source = "built-in synthetic image" if path is None else str(path)
     weights = f"checkpoint {checkpoint}" if checkpoint else f"fresh Section 5 init, seed {seed}"
-    out(f"image: {source} ({img.size[0]}x{img.size[1]}) -> shorter side {RESIZE}, "
-        f"central {RESIZE}x{RESIZE}, central {size}x{size} patch")
-    out(f"mean: no trained mean image available; subtracted ImageNet's RGB means "
-        f"{IMAGENET_RGB_MEAN} as an approximation")
+    out(f"image: {source} ({img.size[0]}x{img.size[1]}) -> shorter side {side}, "
+        f"central {side}x{side}, central {size}x{size} patch")
+    if mean is None:
+        out(f"mean: no trained mean image available; subtracted ImageNet's RGB means "
+            f"{IMAGENET_RGB_MEAN} as an approximation")
+    else:
+        out(f"mean: the run's mean training image ({side}x{side}, from the checkpoint), its "
+            f"central {size}x{size} patch subtracted, as `alexnet evaluate` does")
     out(f"net: {columns} column(s) on {', '.join(map(str, model.devices))}; {weights}; "
         "eval mode (dropout scales by 0.5)")
     for line in format_table(rows, model.num_parameters()):

@@ -39,6 +39,8 @@ from minidl import Tensor, nn
 from minidl import functions as F
 from minidl.backend import get_device, to_numpy
 
+from .settings import check as check_setting
+
 
 # ----------------------------------------------------------------------------
 # The paper's numbers, each with its section
@@ -52,6 +54,9 @@ class AlexNetConfig:
     (``lrn=False``, ``pool_kernel=2``, ``activation="tanh"``).
     """
     input_size: int = 227                 # Sec 3.5 says 224; see the module docstring
+    conv1_kernel: int = 11                # Sec 3.5: 96 kernels of 11x11x3, stride 4
+    conv1_stride: int = 4                 # (the CIFAR-sized net of the claims: 5x5, stride 1, pad 2)
+    conv1_padding: int = 0
     num_classes: int = 1000               # Sec 2: ILSVRC's 1000 classes
     columns: int = 2                      # Sec 3.2: one column per GPU
     # Kernels per layer, all columns together (Sec 3.5, Figure 2).
@@ -65,8 +70,12 @@ class AlexNetConfig:
     lrn_beta: float = 0.75
     pool_kernel: int = 3                  # Sec 3.4: overlapping pooling z=3, s=2
     pool_stride: int = 2                  #          (the ablation: z=2, s=2)
+    pool_ceil: bool = False               # ceil-mode pool sizes (cuda-convnet's; the CIFAR net)
     dropout: float = 0.5                  # Sec 4.2, in fc6 and fc7
     weight_std: float = 0.01              # Sec 5: weights ~ N(0, 0.01^2)
+    # Per-layer stds (conv1..conv5, fc6, fc7, fc8) instead, for nets the paper's one std
+    # does not start (the CIFAR-sized net: see CIFAR_ALEXNET).
+    weight_stds: tuple = None
     # Sec 5: biases 1 in conv2, conv4, conv5 and the hidden fc layers, 0 elsewhere.
     # (Caffe reports learning stuck at ln(1000) with 1 and used 0.1.)
     bias_one_layers: tuple = ("conv2", "conv4", "conv5", "fc6", "fc7")
@@ -83,15 +92,30 @@ class AlexNetConfig:
         return dataclasses.replace(self, columns=1,
                                    conv_channels=(c[0] // 2, c[1] // 2, c[2] // 2, c[3] // 2, c[4]))
 
+    LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+
+    def std_of(self, layer) -> float:
+        """The initial weight std of `layer` (Section 5: 0.01 for all)."""
+        if self.weight_stds is None:
+            return self.weight_std
+        return self.weight_stds[self.LAYERS.index(layer)]
+
     def layer_sizes(self):
         """Spatial size after conv1, pool1, pool2 and pool5 for this input size."""
-        s1 = (self.input_size - 11) // 4 + 1
-        p = lambda s: (s - self.pool_kernel) // self.pool_stride + 1  # noqa: E731
+        s1 = (self.input_size + 2 * self.conv1_padding - self.conv1_kernel) // self.conv1_stride + 1
+        k, st = self.pool_kernel, self.pool_stride
+        p = ((lambda s: -(-(s - k) // st) + 1) if self.pool_ceil   # noqa: E731
+             else (lambda s: (s - k) // st + 1))
         p1 = p(s1)
         p2 = p(p1)
         return s1, p1, p2, p(p2)
 
     def check(self):
+        for name in ("input_size", "conv_channels", "fc_features", "weight_std"):
+            check_setting(name, getattr(self, name), "AlexNetConfig: ")
+        if self.weight_stds is not None and len(self.weight_stds) != len(self.LAYERS):
+            raise ValueError(f"AlexNetConfig: expected weight_stds for {self.LAYERS}, found "
+                             f"{self.weight_stds}")
         if self.columns not in (1, 2):
             raise ValueError(f"AlexNetConfig: expected columns 1 or 2, found {self.columns}")
         if any(c % self.columns for c in self.conv_channels) or self.fc_features % self.columns:
@@ -147,14 +171,23 @@ class Column(nn.Module):
         s = cfg.layer_sizes()[-1]
         def b(name):  # Section 5's bias init
             return cfg.bias_one_value if name in cfg.bias_one_layers else 0.0
-        common = dict(weight_std=cfg.weight_std, device=self.device, generator=generator)
-        self.conv1 = nn.Conv2d(3, c1, 11, stride=4, padding=0, bias_init=b("conv1"), **common)
-        self.conv2 = nn.Conv2d(c1, c2, 5, padding=2, bias_init=b("conv2"), **common)
-        self.conv3 = nn.Conv2d(c2 * k, c3, 3, padding=1, bias_init=b("conv3"), **common)  # both
-        self.conv4 = nn.Conv2d(c3, c4, 3, padding=1, bias_init=b("conv4"), **common)
-        self.conv5 = nn.Conv2d(c4, c5, 3, padding=1, bias_init=b("conv5"), **common)
-        self.fc6 = nn.Linear(c5 * k * s * s, cfg.fc_features // k, bias_init=b("fc6"), **common)
-        self.fc7 = nn.Linear(cfg.fc_features, cfg.fc_features // k, bias_init=b("fc7"), **common)
+        std = cfg.std_of
+        common = dict(device=self.device, generator=generator)
+        self.conv1 = nn.Conv2d(3, c1, cfg.conv1_kernel, stride=cfg.conv1_stride,
+                               padding=cfg.conv1_padding, bias_init=b("conv1"),
+                               weight_std=std("conv1"), **common)
+        self.conv2 = nn.Conv2d(c1, c2, 5, padding=2, bias_init=b("conv2"), weight_std=std("conv2"),
+                               **common)
+        self.conv3 = nn.Conv2d(c2 * k, c3, 3, padding=1, bias_init=b("conv3"),   # both columns
+                               weight_std=std("conv3"), **common)
+        self.conv4 = nn.Conv2d(c3, c4, 3, padding=1, bias_init=b("conv4"), weight_std=std("conv4"),
+                               **common)
+        self.conv5 = nn.Conv2d(c4, c5, 3, padding=1, bias_init=b("conv5"), weight_std=std("conv5"),
+                               **common)
+        self.fc6 = nn.Linear(c5 * k * s * s, cfg.fc_features // k, bias_init=b("fc6"),
+                             weight_std=std("fc6"), **common)
+        self.fc7 = nn.Linear(cfg.fc_features, cfg.fc_features // k, bias_init=b("fc7"),
+                             weight_std=std("fc7"), **common)
 
 
 class AlexNet(nn.Module):
@@ -186,7 +219,7 @@ class AlexNet(nn.Module):
         self.devices = [get_device(d) for d in devices]
         rng = np.random.default_rng(seed) if seed is not None else None
         self.columns = [Column(cfg, d, generator=rng) for d in self.devices]
-        self.fc8 = nn.Linear(cfg.fc_features, cfg.num_classes, weight_std=cfg.weight_std,
+        self.fc8 = nn.Linear(cfg.fc_features, cfg.num_classes, weight_std=cfg.std_of("fc8"),
                              bias_init=cfg.bias_one_value if "fc8" in cfg.bias_one_layers else 0.0,
                              device=self.devices[0], generator=rng)
         self.act = ACTIVATIONS[cfg.activation]
@@ -200,7 +233,7 @@ class AlexNet(nn.Module):
         return F.local_response_norm(x, c.lrn_n, c.lrn_k, c.lrn_alpha, c.lrn_beta) if c.lrn else x
 
     def _pool(self, x):
-        return F.max_pool2d(x, self.cfg.pool_kernel, self.cfg.pool_stride)
+        return F.max_pool2d(x, self.cfg.pool_kernel, self.cfg.pool_stride, self.cfg.pool_ceil)
 
     def forward(self, x, probe=None):
         """Logits (N, classes) for images x (N, 3, S, S).
@@ -361,7 +394,7 @@ class GroupedAlexNet(nn.Module):
 
     def forward(self, x):
         c, act = self.cfg, self.act
-        pool = lambda h: F.max_pool2d(h, c.pool_kernel, c.pool_stride)  # noqa: E731
+        pool = lambda h: F.max_pool2d(h, c.pool_kernel, c.pool_stride, c.pool_ceil)  # noqa: E731
         h = pool(self._lrn_per_column(act(self.conv1(x))))    # (N, 96, 27, 27)
         h = pool(self._lrn_per_column(act(self.conv2(h))))    # (N, 256, 13, 13)
         h = act(self.conv3(h))                                 # (N, 384, 13, 13)
@@ -443,6 +476,104 @@ class CifarNet(nn.Module):
         logits = self.fc(F.flatten(h))             # (N, 10)
         see("fc", logits, self.fc)
         return logits
+
+    def trace(self, x):
+        rows = []
+        with minidl.no_grad():
+            self.forward(x, probe=lambda name, t, layer=None: rows.append(_trace_row(name, t, layer)))
+        yield from rows
+
+
+# ----------------------------------------------------------------------------
+# The nets of the claims experiments (docs/claims.md)
+# ----------------------------------------------------------------------------
+# The paper's net at CIFAR-10's scale: the same two columns, layers, LRN, overlapping
+# pooling, dropout and init (Sections 3-5), on 24x24 patches of the 32x32 images, with
+# conv1 5x5 stride 1 instead of 11x11 stride 4 and about a sixth of the kernels.
+# Ceil-mode pools (cuda-convnet's) give 24 -> 12 -> 6 -> 3 with z=3 and with z=2 alike,
+# so the pooling claim changes the pooling and nothing else.
+# Initial weights: the paper's N(0, 0.01^2) everywhere leaves this net at chance for its
+# first epochs (measured: 90% training error after an epoch at lr 0.01 and 0.03), as the
+# signal shrinks through five thin layers; so conv2..fc7 start at sqrt(2 / fan-in) (He et
+# al. 2015), conv1 (which reads pixel values) and fc8 at the paper's 0.01. Section 5's
+# biases (1 in conv2, conv4, conv5, fc6, fc7) are kept.
+CIFAR_ALEXNET = AlexNetConfig(input_size=24, num_classes=10, conv1_kernel=5, conv1_stride=1,
+                              conv1_padding=2, conv_channels=(32, 64, 96, 96, 64),
+                              fc_features=256, pool_ceil=True,
+                              weight_stds=(0.01, 0.07, 0.06, 0.07, 0.07, 0.06, 0.09, 0.01))
+
+
+@dataclass(frozen=True)
+class ConvLocalConfig:
+    """cuda-convnet's ``layers-conv-local-11pct.cfg`` (``lrn=False``: ``-13pct.cfg``), the
+    four-layer CIFAR-10 net of Section 3.3's "13% test error without normalization and 11%
+    with": conv 64 5x5 -> [LRN] -> max-pool 3/2 -> conv 64 5x5 -> [LRN] -> max-pool 3/2 ->
+    two locally connected layers of 32 3x3 filters -> fc 10, ReLU after every hidden layer,
+    on 24x24 patches. LRN here comes BEFORE pooling (the paper's net pools after it too).
+
+    Normalization constants as cuda-convnet applies them: its ``scale`` 0.001 is divided by
+    ``size`` 5 before use and 1 (not the paper's k = 2) is added, so in the paper's formula
+    k = 1, n = 5, alpha = 0.001 / 5 (our alpha is not divided by n), beta = 0.75.
+    """
+    lrn: bool = True
+    channels: tuple = (64, 64, 32, 32)              # conv1, conv2, local3, local4
+    weight_stds: tuple = (1e-4, 0.01, 0.04, 0.04, 0.01)  # initW of conv1 .. fc10
+    lrn_n: int = 5
+    lrn_k: float = 1.0
+    lrn_alpha: float = 0.001 / 5
+    lrn_beta: float = 0.75
+    input_size: int = 24
+    num_classes: int = 10
+
+
+class ConvLocalNet(nn.Module):
+    def __init__(self, cfg: ConvLocalConfig = ConvLocalConfig(), device="cpu", dtype=np.float32,
+                 seed=None):
+        super().__init__()
+        self.cfg = cfg
+        rng = np.random.default_rng(seed) if seed is not None else None
+        c1, c2, c3, c4 = cfg.channels
+        s1, s2, s3, s4, s5 = cfg.weight_stds
+        common = dict(device=device, generator=rng)
+        size = cfg.input_size
+        for _ in range(2):
+            size = -(-(size - 3) // 2) + 1                    # ceil-mode 3/2 pools: 24 -> 12 -> 6
+        self.conv1 = nn.Conv2d(3, c1, 5, padding=2, weight_std=s1, **common)
+        self.conv2 = nn.Conv2d(c1, c2, 5, padding=2, weight_std=s2, **common)
+        self.local3 = nn.LocallyConnected2d(c2, c3, 3, size, padding=1, weight_std=s3, **common)
+        self.local4 = nn.LocallyConnected2d(c3, c4, 3, size, padding=1, weight_std=s4, **common)
+        self.fc = nn.Linear(c4 * size * size, cfg.num_classes, weight_std=s5, **common)
+        if dtype != np.float32:
+            self.astype(dtype)
+
+    def _norm_pool(self, x):
+        c = self.cfg
+        if c.lrn:
+            x = F.local_response_norm(x, c.lrn_n, c.lrn_k, c.lrn_alpha, c.lrn_beta)
+        return F.max_pool2d(x, 3, 2, ceil_mode=True)
+
+    def forward(self, x, probe=None):
+        see = probe or (lambda name, t, layer=None: None)
+        h = self._norm_pool(F.relu(self.conv1(x), inplace=True))   # (N, 64, 12, 12)
+        see("conv1", h, self.conv1)
+        h = self._norm_pool(F.relu(self.conv2(h), inplace=True))   # (N, 64, 6, 6)
+        see("conv2", h, self.conv2)
+        h = F.relu(self.local3(h), inplace=True)                   # (N, 32, 6, 6)
+        see("local3", h, self.local3)
+        h = F.relu(self.local4(h), inplace=True)                   # (N, 32, 6, 6)
+        see("local4", h, self.local4)
+        logits = self.fc(F.flatten(h))                             # (N, 10)
+        see("fc", logits, self.fc)
+        return logits
+
+    def optimizer_settings(self, weight_decay=0.004, bias_lr_mult=2.0):
+        """cuda-convnet's per-layer rates for `minidl.optim.SGD(per_param=...)`: biases at
+        twice the weights' rate (epsB 0.002 against epsW 0.001), weight decay 0.004 on the
+        weights of local3, local4 and fc10 and none elsewhere."""
+        decayed = {"local3.weight", "local4.weight", "fc.weight"}
+        return {i: (bias_lr_mult if name.endswith("bias") else 1.0,
+                    weight_decay if name in decayed else 0.0)
+                for i, (name, _) in enumerate(self.named_parameters())}
 
     def trace(self, x):
         rows = []

@@ -16,13 +16,29 @@ Checkpoints are written atomically (minidl.serialize) at the end of every
 epoch, every `checkpoint_minutes`, and (for tests) every `checkpoint_steps`.
 A loss that becomes NaN/inf or explodes stops the run with `TrainingDiverged`
 before anything bad is saved: the last checkpoint is the last good state.
+
+Runs survive the world:
+- One owner per run folder: `fit` holds an OS file lock on OUT/train.lock
+  (`RunLock`) while it trains; a second process refuses to train there, naming
+  the holder. The kernel drops the lock when the process ends, however it ends.
+- One stop path (alexnet.stopping): Ctrl-C or SIGTERM within a step is acted on
+  after the step; one between steps (waiting for data, evaluating) at once. Either
+  way the trainer saves a checkpoint where the state is whole and raises
+  `Interrupted`, whose exit status is 130 or 143. Under MPI every rank stops after
+  the same step (`comm.decide`, the one collective per step).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shlex
+import signal
+import socket
+import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Protocol
@@ -34,11 +50,14 @@ import minidl
 from minidl import Tensor, functions as F, serialize
 from minidl.backend import get_device, to_numpy
 
+from . import stopping
 from .distributed import Communicator
 from .evaluate import topk_wrong
+from .stopping import Interrupted
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
+LOCK = "train.lock"
 
 
 class Batches(Protocol):
@@ -53,6 +72,122 @@ class Batches(Protocol):
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+class RunInUse(OSError):
+    """Another process trains in this run folder (it holds the folder's RunLock)."""
+
+
+class RunLock:
+    """One owner per run folder: an exclusive OS lock (flock) on RUN/train.lock.
+
+        with RunLock(run):        # raises RunInUse if another process holds it
+            ...                   # train: checkpoints, metrics, run.json
+
+    The lock is the kernel's: it goes when the holding process ends, however it
+    ends (SIGKILL included), so a killed run never leaves a stale lock behind. The
+    file says who holds it (pid, host, command, start time) for the refusal
+    message, and is removed on release. Re-entrant within a process (the CLI takes
+    it before reading the run folder, the Trainer again around `fit`). On a file
+    system without locks (some network mounts) it warns and does nothing; on a
+    platform without fcntl (Windows) it does nothing.
+    """
+
+    _held = {}        # real path -> [fd, count, folder made]: the locks this process holds
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK
+
+    @property
+    def key(self):
+        return str(self.path.parent.resolve() / LOCK)
+
+    def acquire(self):
+        try:
+            import fcntl
+        except ImportError:                     # not a POSIX system: no locking
+            return self
+        key = self.key
+        if key in RunLock._held:
+            RunLock._held[key][1] += 1
+            return self
+        made = not self.folder.exists()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise RunInUse(self._in_use(holder)) from None
+            except OSError as e:                # no flock on this file system
+                os.close(fd)
+                warnings.warn(f"cannot lock {self.path} ({e}): a second run started in "
+                              f"{self.folder} would not be refused", RuntimeWarning, stacklevel=2)
+                return self
+            try:                                # the file we locked is still the folder's
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)                        # removed by its last holder meanwhile: again
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(_holder(), indent=1) + "\n").encode())
+        RunLock._held[key] = [fd, 1, made]
+        return self
+
+    def release(self):
+        entry = RunLock._held.get(self.key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1]:
+            return
+        del RunLock._held[self.key]
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)                # still locked: nobody can take it meanwhile
+        os.close(entry[0])                      # the lock goes with the descriptor
+        if entry[2]:                            # a folder made for a run that wrote nothing
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def _in_use(self, holder):
+        who = (f"pid {holder.get('pid')} on {holder.get('host')}, started "
+               f"{holder.get('started')}: {holder.get('command')}") if holder else \
+            "its details are not written yet"
+        pid = holder.get("pid") if holder else None
+        stop = (f"stop it (Ctrl-C in its terminal, or kill -INT {pid} on its machine: it saves "
+                "a checkpoint and exits, and can be resumed)" if pid else "stop it")
+        return (f"{self.folder} is in use: another process trains there ({who}). Two runs "
+                f"in one folder would overwrite each other's checkpoints. Wait for it to "
+                f"finish, {stop}, or choose another --output-dir.")
+
+
+def _holder() -> dict:
+    """Who holds a RunLock: this process."""
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            command = shlex.join(a.decode(errors="replace") for a in f.read().split(b"\0") if a)
+    except OSError:
+        command = shlex.join([sys.executable, *sys.argv])
+    return {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+
+
+def _read_holder(fd) -> dict:
+    try:
+        holder = json.loads(os.pread(fd, 1 << 16, 0).decode())
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
 
 
 # What `Trainer.resume` needs from a checkpoint (minidl.serialize.check names what is wrong).
@@ -90,6 +225,25 @@ class TrainState:
     history: list = field(default_factory=list)   # one dict per finished epoch
     finished: bool = False
 
+    def check(self):
+        """Raise ValueError naming the entry unless a run can continue from this state
+        (a checkpoint's `train`: counts >= 0, one record of numbers per finished epoch)."""
+        for name in ("epoch", "batch", "step", "seen"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"train/{name} should be a whole number >= 0, found {v!r}")
+        if len(self.history) != self.epoch:
+            raise ValueError(f"train/history should hold one record per finished epoch "
+                             f"({self.epoch}), found {len(self.history)}")
+        for i, r in enumerate(self.history):
+            numbers = isinstance(r, dict) and all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                for v in r.values())
+            if not numbers or r.get("epoch") != i + 1:
+                raise ValueError(f"train/history/{i} should be the record of epoch {i + 1} (a "
+                                 f"dict of numbers, e.g. {{'epoch': {i + 1}, 'train_loss': "
+                                 f"2.3}}), found {r!r:.80}")
+
 
 def input_device(model):
     """The device images are sent to: the first column's (AlexNet) or the model's."""
@@ -117,21 +271,25 @@ class Trainer:
         comm: an `alexnet.distributed` communicator when several processes train one
             model (`batches` then yields this process's share of each batch); the
             default is one process.
+        on_epoch: optional ``on_epoch(record)`` after each finished (and saved) epoch
+            (the experiment runner's progress).
     """
 
     def __init__(self, model, optimizer, batches: Batches, out_dir, config: TrainConfig = None,
                  evaluate: Callable = None, schedule=None, schedule_metric="val_top1",
-                 stop: Callable = None, extra_meta: dict = None, comm: Communicator = None):
+                 stop: Callable = None, extra_meta: dict = None, comm: Communicator = None,
+                 on_epoch: Callable = None):
         self.model, self.optimizer, self.batches = model, optimizer, batches
         self.out = Path(out_dir)
         self.cfg = config or TrainConfig()
         self.evaluate, self.schedule, self.schedule_metric = evaluate, schedule, schedule_metric
-        self.stop = stop
+        self.stop, self.on_epoch = stop, on_epoch
         self.extra_meta = extra_meta or {}
         self.state = TrainState()
         self.device = get_device(input_device(model))
         self._pending, self._pending_seen = None, 0   # sums of steps not yet read (device)
         self._last_save = time.monotonic()
+        self._whole = False                           # the state may be checkpointed now
         self.comm = comm or Communicator()
         self.comm.share_dropout(model)
         self.show = self.cfg.progress and self.comm.is_root     # bars and logs: rank 0's
@@ -185,14 +343,33 @@ class Trainer:
             self.schedule.load_state_dict(state["schedule"])
         minidl.random.set_state(state["rng"])
         self.state = TrainState(**state["train"])
+        self.state.check()
 
     # --- the loop ----------------------------------------------------------------
     def fit(self) -> list:
-        """Train until max_epochs or `stop`; returns the history (one dict per epoch)."""
+        """Train until max_epochs or `stop`; returns the history (one dict per epoch).
+
+        Holds the run folder's RunLock (rank 0) while it trains. A signal (Ctrl-C,
+        SIGTERM: alexnet.stopping) ends it with a checkpoint where the state is whole
+        and `Interrupted` (its `saved` says where); any other error keeps the last
+        checkpoint as it is."""
+        lock = RunLock(self.out) if self.comm.is_root else contextlib.nullcontext()
+        with lock:
+            try:
+                return self._fit()
+            except Interrupted as e:
+                if e.saved is None:
+                    e.saved = self._save_at_stop()
+                raise
+            except KeyboardInterrupt as e:        # a plain one (no alexnet.stopping handler)
+                raise Interrupted(signal.SIGINT, self._save_at_stop()) from e
+
+    def _fit(self):
         self.out.mkdir(parents=True, exist_ok=True)
         if self.device.kind == "cpu":
             minidl.keep_freed_memory()    # each step's arrays reuse the last one's pages
         self.comm.synchronize(self)       # every rank starts from rank 0's state
+        self._whole = True                # the state is one a checkpoint may hold
         s, cfg = self.state, self.cfg
         epochs = tqdm(total=cfg.max_epochs, initial=s.epoch, desc=cfg.run_name, unit="epoch",
                       disable=not self.show, position=cfg.bar_position)
@@ -200,13 +377,56 @@ class Trainer:
             while not s.finished and s.epoch < cfg.max_epochs:
                 self._train_epoch()
                 record = self._end_epoch()
+                if self.on_epoch is not None and self.comm.is_root:
+                    self.on_epoch(record)
                 epochs.update(1)
                 epochs.set_postfix_str(_short(record))
-                if not cfg.progress and self.comm.is_root:
+                if not cfg.progress and self.comm.is_root and self.on_epoch is None:
                     print(f"[{cfg.run_name}] epoch {record['epoch']}: {_short(record)}", flush=True)
+                self._stop_if_asked(saved=True)     # a signal during the evaluation
+            self._stop_if_asked(saved=True)
         finally:
             epochs.close()
         return s.history
+
+    @contextlib.contextmanager
+    def _changing(self):
+        """A part that changes the training state (a step, the end of an epoch): a
+        signal inside waits for its end, and a checkpoint is never taken from its
+        middle (an error inside leaves the state marked as not whole)."""
+        with stopping.deferred():
+            self._whole = False
+            yield
+            self._whole = True
+
+    def _stop_if_asked(self, saved=False):
+        """Stop every rank here if a signal came to any of them (one collective)."""
+        _, signum = self.comm.decide(False, stopping.requested())
+        if signum:
+            self._stop(signum, self._position() if saved else None)
+
+    def _stop(self, signum, saved):
+        stopping.clear()
+        raise Interrupted(signum, saved, together=True)
+
+    def _save_at_stop(self):
+        """At a stop by signal: a checkpoint if the state is whole and finite (one
+        process: under MPI the ranks stop together at `decide` and save there)."""
+        if not self._whole or self.comm.size > 1:
+            return None
+        try:
+            with stopping.deferred():
+                self._read_tally()
+                self.save()
+        except (TrainingDiverged, OSError, ValueError):
+            return None
+        return self._position()
+
+    def _position(self) -> str:
+        s = self.state
+        where = (f"after epoch {s.epoch}" if s.batch == 0 else
+                 f"epoch {s.epoch + 1}, after batch {s.batch} of {len(self.batches)}")
+        return f"{self.checkpoint_path} ({where})"
 
     def _train_epoch(self):
         s, cfg, model = self.state, self.cfg, self.model
@@ -218,30 +438,41 @@ class Trainer:
                    leave=False, disable=not self.show,
                    position=cfg.bar_position + 1)
         t0 = time.perf_counter()
-        for x, y in self.batches.epoch(s.epoch, s.batch):
-            logits = model(Tensor(x, device=self.device))              # forward
-            labels = self._labels(y, logits.shape[1])
-            loss = F.softmax_cross_entropy(logits, labels)             # mean over the batch
-            self.optimizer.zero_grad()
-            loss.backward()                                            # backward
-            self.comm.allreduce_gradients(self.optimizer.params)       # mean over all ranks
-            self.optimizer.step()                                      # v <- 0.9v - ...; w += v
+        try:
+            self._steps(bar, n, t0)
+        finally:
+            bar.close()
 
-            self._tally(loss, logits, labels)                          # log, on the device
-            s.batch += 1
-            s.step += 1
-            bar.update(1)
-            s.seconds += time.perf_counter() - t0
-            if s.step % cfg.log_steps == 0 or s.batch == n:
-                self._read_tally()                                     # the one host sync
-                bar.set_postfix(loss=f"{s.loss_sum / s.seen:.3f}",
-                                err=f"{s.error_sums['1'] / s.seen:.3f}")
-            if self.comm.root_decides(self._checkpoint_due()):   # every rank, or none
-                self._read_tally()
-                self.save()
+    def _steps(self, bar, n, t0):
+        s, cfg, model = self.state, self.cfg, self.model
+        for x, y in self.batches.epoch(s.epoch, s.batch):
+            with self._changing():
+                logits = model(Tensor(x, device=self.device))          # forward
+                labels = self._labels(y, logits.shape[1])
+                loss = F.softmax_cross_entropy(logits, labels)         # mean over the batch
+                self.optimizer.zero_grad()
+                loss.backward()                                        # backward
+                self.comm.allreduce_gradients(self.optimizer.params)   # mean over all ranks
+                self.optimizer.step()                                  # v <- 0.9v - ...; w += v
+
+                self._tally(loss, logits, labels)                      # log, on the device
+                s.batch += 1
+                s.step += 1
+                bar.update(1)
+                s.seconds += time.perf_counter() - t0
+                if s.step % cfg.log_steps == 0 or s.batch == n:
+                    self._read_tally()                                 # the one host sync
+                    bar.set_postfix(loss=f"{s.loss_sum / s.seen:.3f}",
+                                    err=f"{s.error_sums['1'] / s.seen:.3f}")
+                # every rank takes rank 0's clock and stops if any rank got a signal
+                due, signum = self.comm.decide(self._checkpoint_due(), stopping.requested())
+                if due or signum:
+                    self._read_tally()
+                    self.save()
+                if signum:
+                    self._stop(signum, self._position())
             t0 = time.perf_counter()
         self._read_tally()
-        bar.close()
 
     # --- what a step adds to the epoch's sums -------------------------------------
     def _labels(self, y, classes):
@@ -282,8 +513,13 @@ class Trainer:
             record[f"train_top{k}"] = e / max(s.seen, 1)
         record["seconds"] = s.seconds
         record["images_per_s"] = s.seen / s.seconds if s.seconds else None
-        if self.evaluate is not None:
+        if self.evaluate is not None:                  # changes nothing a checkpoint holds
             record.update(self.evaluate(self.model))
+        with self._changing():
+            return self._record_epoch(record)
+
+    def _record_epoch(self, record) -> dict:
+        s = self.state
         if self.schedule is not None and hasattr(self.schedule, "step"):
             metric = record.get(self.schedule_metric)
             if metric is None:

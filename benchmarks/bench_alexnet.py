@@ -184,6 +184,18 @@ def minidl_setup(batch):
 # ----------------------------------------------------------------------------
 # PyTorch, the same architecture
 # ----------------------------------------------------------------------------
+# The paper's net in PyTorch's terms, what `torch_net` builds from, and what
+# tests/test_bench_alexnet.py compares with minidl's GroupedAlexNet (without torch).
+TORCH_CONVS = (  # name, in, out, kernel, stride, padding, groups (2: the columns of Figure 2)
+    ("conv1", 3, 96, 11, 4, 0, 1), ("conv2", 96, 256, 5, 1, 2, 2),
+    ("conv3", 256, 384, 3, 1, 1, 1), ("conv4", 384, 384, 3, 1, 1, 2),
+    ("conv5", 384, 256, 3, 1, 1, 2))
+TORCH_FCS = (("fc6", 9216, 4096), ("fc7", 4096, 4096), ("fc8", 4096, 1000))
+TORCH_BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")   # Section 5; the others start at 0
+TORCH_LRN = dict(size=5, alpha=5e-4, beta=0.75, k=2.0)     # torch divides alpha by size: 1e-4 x 5
+PAPER_PARAMETERS = 60_965_224
+
+
 def torch_net():
     """AlexNet of Figure 2 in PyTorch: groups=2 convs and LRN per column's half."""
     import torch
@@ -193,23 +205,20 @@ def torch_net():
     class GroupedAlexNetTorch(tnn.Module):
         def __init__(self):
             super().__init__()
-            self.conv1 = tnn.Conv2d(3, 96, 11, stride=4)
-            self.conv2 = tnn.Conv2d(96, 256, 5, padding=2, groups=2)
-            self.conv3 = tnn.Conv2d(256, 384, 3, padding=1)
-            self.conv4 = tnn.Conv2d(384, 384, 3, padding=1, groups=2)
-            self.conv5 = tnn.Conv2d(384, 256, 3, padding=1, groups=2)
-            self.fc6 = tnn.Linear(9216, 4096)
-            self.fc7 = tnn.Linear(4096, 4096)
-            self.fc8 = tnn.Linear(4096, 1000)
+            for name, c_in, c_out, k, stride, pad, groups in TORCH_CONVS:
+                setattr(self, name, tnn.Conv2d(c_in, c_out, k, stride=stride, padding=pad,
+                                               groups=groups))
+            for name, f_in, f_out in TORCH_FCS:
+                setattr(self, name, tnn.Linear(f_in, f_out))
             with torch.no_grad():                      # Section 5's initialisation
                 for name, m in self.named_children():
                     m.weight.normal_(0, 0.01)
-                    m.bias.fill_(1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0)
+                    m.bias.fill_(1.0 if name in TORCH_BIAS_ONE else 0.0)
 
         @staticmethod
-        def lrn(x):  # per column; torch divides alpha by size, so 1e-4 * 5
-            return torch.cat([TF.local_response_norm(h, 5, alpha=5e-4, beta=0.75, k=2.0)
-                              for h in x.chunk(2, dim=1)], dim=1)
+        def lrn(x):  # per column
+            return torch.cat([TF.local_response_norm(h, **TORCH_LRN) for h in x.chunk(2, dim=1)],
+                             dim=1)
 
         def forward(self, x):
             pool = lambda h: TF.max_pool2d(h, 3, 2)  # noqa: E731
@@ -222,7 +231,12 @@ def torch_net():
             h = TF.dropout(TF.relu(self.fc7(h)), 0.5, self.training)
             return self.fc8(h)                                  # (N, 1000)
 
-    return GroupedAlexNetTorch()
+    net = GroupedAlexNetTorch()
+    count = sum(p.numel() for p in net.parameters())
+    if count != PAPER_PARAMETERS:     # never time another net than the paper's
+        raise RuntimeError(f"torch_net: expected the paper's {PAPER_PARAMETERS:,} parameters, "
+                           f"found {count:,}; fix TORCH_CONVS / TORCH_FCS")
+    return net
 
 
 def torch_setup(batch):

@@ -7,6 +7,8 @@ Two questions, each timed against a reference measured in the same run:
   resize, crop, write, mean/PCA sums). Reference: a plain
   ``Image.open(f).convert("RGB")`` of the same files (decode only). Also one
   big photo (2000x1500) with and without JPEG draft mode.
+* checksum: the CRC-32 of the cached images that opening a cache and
+  `alexnet prepare --verify` compute (alexnet/data/cache.py), seconds per GiB.
 * loader: augmented 227x227 float32 NCHW training batches (random crop, flip,
   mean patch, PCA colour) from a memory-mapped cache, with 0 and N workers.
   Reference: a plain copy of the same number of bytes (np.copyto of one batch).
@@ -28,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from alexnet.data.cache import crc32_blocks
 from alexnet.data.loader import Loader
 from alexnet.data.prepare import CacheSplit, load_image, prepare
 
@@ -130,6 +133,13 @@ def bench_loader(tmp, n_cache, batch, workers, batches, rng):
     c_copy = cpu_time(lambda: [np.copyto(x, src) for _ in range(5)]) / 5
     rows = [dict(case=f"memcpy of one batch ({x.nbytes / 1e6:.0f} MB, reference)", cores=1,
                  img_s=batch / t_copy, img_cpu_s=batch / c_copy, ratio=1.0)]
+    # the checksum `open_split` and `alexnet prepare --verify` compute over image files
+    # (alexnet/data/cache.py), per CPU second: what checking a cache at open costs
+    c = cpu_time(lambda: crc32_blocks(split.images, 256), repeat=3)
+    rows.append(dict(case=f"CRC-32 of the cached images ({split.images.nbytes / 2**20:.0f} MiB, "
+                          "in the page cache; ratio per byte against the memcpy)", cores=1,
+                     img_cpu_s=n_cache / c, ratio=(c_copy / x.nbytes) / (c / split.images.nbytes),
+                     s_per_GiB=c / (split.images.nbytes / 2**30)))
     for w in (0, workers):
         loader = Loader(split, batch, train=True, crop=227, seed=0, workers=w, prefetch=4)
         total = len(loader)
@@ -176,7 +186,8 @@ def main(argv=None):
              f"run: a pool of fresh processes importing numpy and Pillow), on a machine others share. "
              f"{time.time() - t0:.0f} s total; "
              f"machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.")
-    report("bench_data", rows, ["case", "cores", "img_s", "img_cpu_s", "ratio"], notes)
+    report("bench_data", rows, ["case", "cores", "img_s", "img_cpu_s", "ratio", "s_per_GiB"],
+           notes)
     print(notes)
 
 

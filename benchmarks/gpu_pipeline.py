@@ -31,6 +31,8 @@ import minidl
 from minidl import Tensor, functions as F, optim
 from minidl.backend import get_device
 
+from alexnet.data.cache import CACHE_VERSION, FORMAT, array_record, file_record
+
 # The RGB PCA published with the original ImageNet training code (pixel/255 units):
 # plausible colour noise for a synthetic cache.
 EIGVALS = np.array([0.2175, 0.0188, 0.0045])
@@ -52,16 +54,22 @@ def synthetic_cache(folder, images=2000, classes=1000, size=256, seed=0) -> Path
         n = min(64, images - a)
         x[a:a + n] = np.roll(tile[:n], a // 64, axis=1)
     x.flush()
-    del x
-    np.save(folder / "train_labels.npy", np.arange(images, dtype=np.int64) % classes)
-    np.save(folder / "mean.npy", np.full((size, size, 3), 127.5, np.float32))
+    labels = np.arange(images, dtype=np.int64) % classes
+    mean = np.full((size, size, 3), 127.5, np.float32)
+    np.save(folder / "train_labels.npy", labels)
+    np.save(folder / "mean.npy", mean)
     np.savez(folder / "pca.npz", eigvals=EIGVALS, eigvecs=EIGVECS)
     wnids = [f"n{k:08d}" for k in range(classes)]
-    manifest = {"format": "alexnet-ilsvrc-cache", "version": 1, "size": size, "wnids": wnids,
+    manifest = {"format": FORMAT, "version": CACHE_VERSION, "size": size, "wnids": wnids,
                 "words": [""] * classes, "source": "synthetic (benchmarks/gpu_pipeline.py)",
                 "splits": {"train": {"count": images, "valid": images, "skipped": 0,
                                      "complete": True, "fingerprint": "synthetic",
-                                     "images": "train_images.npy", "labels": "train_labels.npy"}}}
+                                     "images": "train_images.npy", "labels": "train_labels.npy"}},
+                "arrays": {"train_images": array_record("train_images.npy", x, 256),
+                           "train_labels": array_record("train_labels.npy", labels),
+                           "mean": array_record("mean.npy", mean),
+                           "pca": file_record(folder / "pca.npz")}}
+    del x
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
@@ -83,7 +91,7 @@ def pipeline_check(device, steps, batch=None, images=None, workers=None, warmup=
     warmup:  untimed steps first (CuPy kernel compilation, worker start-up).
     """
     from alexnet.data.loader import Loader
-    from alexnet.data.prepare import open_split
+    from alexnet.data.cache import open_split
     from alexnet.model import AlexNet
 
     device = get_device(device)

@@ -116,8 +116,21 @@ def module_summary(command):
 
 FIGURE1_TABLES = {
     "curve": "Training and test error per epoch:",
-    "repeats": "The same command, run again (runs differ in float rounding only):",
+    "repeats": "The same command, run again: two runs of the same arithmetic as this one on "
+               "another machine, and five of earlier, slower versions of the code, whose "
+               "arithmetic differed only in the order of a few sums. All of them differ from "
+               "this run in float rounding only:",
 }
+
+
+def images_per_second(run, config):
+    """A Figure 1 run's training speed: the images it trained on over the seconds it took
+    (total / total; a mean of the epochs' rates would weigh a fast epoch as much as a slow
+    one, and the page would say something the totals do not)."""
+    images = config.get("train_images", 50000) * (run.get("epochs_run") or 0)
+    if images and run.get("seconds"):
+        return images / run["seconds"]
+    return run.get("images_per_s")
 
 
 def ratio_text(ratio):
@@ -144,7 +157,7 @@ def figure1_section(name, data):
         rows.append({"activation": activation, "learning rate": run.get("lr"),
                      f"epochs to {target:.0%} training error": run.get("epochs_to_target"),
                      "epochs run": run.get("epochs_run"),
-                     "img/s": run.get("images_per_s"),
+                     "img/s": images_per_second(run, config),
                      "minutes": run["seconds"] / 60 if run.get("seconds") else None})
     parts = ["## Figure 1: ReLU against tanh on CIFAR-10",
              machine_lines(data.get("machine"), name),
@@ -166,6 +179,29 @@ def figure1_section(name, data):
     if data.get("notes"):
         parts.append(notes_text(data["notes"]))
     return "\n\n".join(parts)
+
+
+def claims_section(name, data):
+    """The claims experiments (alexnet/claims.py's claims.json): the summary table, a plot
+    per claim."""
+    from alexnet.claims import table as claims_table
+    parts = ["## The paper's claims on CIFAR-10", machine_lines(data.get("machine"), name),
+             f"What each experiment is, and the verdict rule: [claims.md](claims.md). "
+             f"{data.get('seeds')} seeds per variant" + (" (--quick)" if data.get("quick") else "")
+             + ".", claims_table(data)]
+    if data.get("wall_minutes") is not None:
+        parts.append(f"The whole command took {data['wall_minutes']:.0f} minutes of wall time "
+                     f"({data.get('train_minutes', 0):.0f} minutes of training summed over "
+                     "the runs, two at a time).")
+    for claim, path in (data.get("figures") or {}).items():
+        parts.append(f"![{claim}: training (solid) and test (dashed) error per epoch]({path})")
+    if data.get("notes"):
+        parts.append(notes_text(data["notes"]))
+    return "\n\n".join(parts)
+
+
+def is_claims(data):
+    return isinstance(data, dict) and "claims" in data and "seeds" in data
 
 
 def benchmark_section(name, data):
@@ -203,12 +239,14 @@ def load(folder=SNAPSHOTS):
             snapshots[path.stem] = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise SystemExit(f"report: {path} is not valid JSON ({e}); fix or remove it") from None
-    return dict(sorted(snapshots.items(), key=lambda kv: (not is_figure1(kv[1]), kv[0])))
+    return dict(sorted(snapshots.items(),
+                       key=lambda kv: (not is_figure1(kv[1]), not is_claims(kv[1]), kv[0])))
 
 
 def render(snapshots):
     """The page's text for `snapshots` ({name: data})."""
-    sections = [figure1_section(n, d) if is_figure1(d) else benchmark_section(n, d)
+    sections = [figure1_section(n, d) if is_figure1(d) else
+                claims_section(n, d) if is_claims(d) else benchmark_section(n, d)
                 for n, d in snapshots.items()]
     if not sections:
         sections = ["No measurements yet."]
@@ -216,17 +254,28 @@ def render(snapshots):
 
 
 def add(paths, folder=SNAPSHOTS):
-    """Copy result files into the snapshot folder. A Figure 1 summary, which does not
-    record its machine, gets this machine's description and the command `alexnet figure1`
-    (run --add on the machine that ran it)."""
+    """Copy result files into the snapshot folder. A Figure 1 or claims summary, which does
+    not record its machine, gets this machine's description and its command (run --add on
+    the machine that ran it); the claims' plots (NAME.png beside claims.json) are copied to
+    docs/figures/claims/."""
     folder.mkdir(parents=True, exist_ok=True)
     for path in map(Path, paths):
         if not path.is_file():
             raise SystemExit(f"report: {path} does not exist; run the benchmark first "
                              f"(its command is in the module's docstring)")
         data = json.loads(path.read_text())
-        if is_figure1(data) and "machine" not in data:
-            data["machine"] = machine(["alexnet", "figure1"])
+        if is_claims(data):                   # its plots go beside the page's other figures
+            figures = ROOT / "docs" / "figures" / "claims"
+            figures.mkdir(parents=True, exist_ok=True)
+            data["figures"] = {}
+            for claim in data["claims"]:
+                png = path.parent / f"{claim}.png"
+                if png.is_file():
+                    shutil.copyfile(png, figures / png.name)
+                    data["figures"][claim] = f"figures/claims/{png.name}"
+        if is_figure1(data) or is_claims(data):
+            if "machine" not in data:
+                data["machine"] = machine(["alexnet", "figure1" if is_figure1(data) else "claims"])
             (folder / path.name).write_text(json.dumps(data, indent=1) + "\n")
         else:
             shutil.copyfile(path, folder / path.name)

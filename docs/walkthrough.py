@@ -11,8 +11,8 @@
 #
 # Run it as a script (`python docs/walkthrough.py`, about ten seconds on two
 # cores) or open it as a notebook: Jupyter (with jupytext) and VS Code read the
-# `# %%` lines as cells. The plots are written to `walkthrough/` in the
-# current folder. The network is freshly initialised (Section 5's
+# `# %%` lines as cells. The plots are written to `runs/walkthrough/` in the
+# current folder (`runs/` is where every command of the project writes). The network is freshly initialised (Section 5's
 # N(0, 0.01^2) weights), not trained: the maps show what random filters do
 # to the image, the shapes and the devices are those of the trained net.
 
@@ -29,8 +29,8 @@ from minidl import Tensor, functions as F
 from alexnet.inspection import activation_grid, activation_strip, default_image, load_image, preprocess
 from alexnet.model import AlexNet, AlexNetConfig
 
-OUT = Path("walkthrough")
-OUT.mkdir(exist_ok=True)
+OUT = Path("runs") / "walkthrough"
+OUT.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
 # ## The image
@@ -75,8 +75,9 @@ print(f"column A on {A.device}, column B on {B.device}, fc8 on {net.devices[0]}"
 #
 # `stages` collects every step: its name and the output of each column.
 # `step(name, f, hs)` applies `f` to each column's tensor and plots the result:
-# the first 16 feature maps as a grid (each map scaled to [0, 1] on its own),
-# vectors as rows of 64 values (scaled together).
+# the first 16 feature maps as a grid, vectors as rows of 64 values, coloured by
+# their values (the colour bar is in the layer's own units: a softmax's 0.003
+# reads 0.003, not 1).
 
 
 # %%
@@ -98,12 +99,15 @@ def plot(stage):
     for ax, t, column in zip(axes[0], stage.outputs, "AB"):
         a = t.numpy()[0]                                     # the one image of the batch
         if a.ndim == 3:                                      # (C, H, W) maps: a grid
-            shown = activation_grid(a[:16])
+            shown = activation_grid(a[:16], normalise=False)
+            what = f"the first {min(16, len(a))} of {len(a)} maps"
         else:                                                # (F,) features: rows of 64
-            shown = activation_strip(a)
+            shown = activation_strip(a, normalise=False)
+            what = f"{a.size} values"
         im = ax.imshow(np.ma.masked_invalid(shown), cmap="viridis")
         fig.colorbar(im, ax=ax, fraction=0.046)
-        ax.set_title(f"{stage.name} column {column}\n{tuple(t.shape)} on {t.device}", fontsize=9)
+        ax.set_title(f"{stage.name} column {column}: {what}\n{tuple(t.shape)} on {t.device}",
+                     fontsize=9)
         ax.axis("off")
     fig.savefig(OUT / f"{len(stages):02d}_{stage.name.replace(' ', '_')}.png", dpi=60,
                 bbox_inches="tight")

@@ -183,6 +183,35 @@ class Conv2d(Module):
                 + (f", groups={self.groups}" if self.groups > 1 else ""))
 
 
+class LocallyConnected2d(Module):
+    """A convolution with a filter bank of its own at every output position (cuda-convnet's
+    "local" layer): weight (OH, OW, out, in, k, k) ~ N(0, weight_std^2), bias (out, OH, OW)
+    = bias_init. The input size is stated, as the output positions depend on it."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, input_size, stride=1, padding=0,
+                 bias=True, weight_std=0.01, bias_init=0.0, device="cpu", dtype=np.float32,
+                 generator=None):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.output_size = (input_size + 2 * padding - kernel_size) // stride + 1
+        if self.output_size < 1:
+            raise ValueError(f"LocallyConnected2d: input_size {input_size} with kernel "
+                             f"{kernel_size} and padding {padding} leaves no output position")
+        s = self.output_size
+        self.weight = _param((s, s, out_channels, in_channels, kernel_size, kernel_size),
+                             dtype, device, std=weight_std, generator=generator)
+        self.bias = _param((out_channels, s, s), dtype, device, value=bias_init) if bias else None
+
+    def forward(self, x):
+        return F.locally_connected(x, self.weight, self.bias, self.stride, self.padding)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"positions={self.output_size}x{self.output_size}, stride={self.stride}, "
+                f"padding={self.padding}")
+
+
 class Linear(Module):
     """y = x W^T + b with W (out_features, in_features) ~ N(0, weight_std^2)."""
 
@@ -297,5 +326,5 @@ class Sequential(Module):
         return iter(self.layers)
 
 
-__all__ = ["Parameter", "Module", "Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "LRN",
+__all__ = ["Parameter", "Module", "Conv2d", "LocallyConnected2d", "Linear", "MaxPool2d", "AvgPool2d", "LRN",
            "Dropout", "ReLU", "Tanh", "Sigmoid", "Flatten", "Sequential"]

@@ -23,17 +23,39 @@ class SGD:
         lr: eps, the learning rate (0.01 in the paper).
         momentum: 0.9 in the paper.
         weight_decay: 0.0005 in the paper.
+        per_param: optional {parameter index: (learning-rate multiplier, weight decay)} for
+            parameters that differ from the rest, as cuda-convnet's per-layer epsW, epsB and
+            wc do (its CIFAR-10 nets: biases at twice the weights' rate, decay only in the
+            top layers). The paper's net uses none.
     """
 
-    def __init__(self, params, lr=0.01, momentum=0.9, weight_decay=0.0005):
+    def __init__(self, params, lr=0.01, momentum=0.9, weight_decay=0.0005, per_param=None):
         self.params = list(params)
         if not self.params:
             raise ValueError("SGD: expected at least one parameter, found none")
-        if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0:
-            raise ValueError(f"SGD: expected lr > 0, 0 <= momentum < 1, weight_decay >= 0; "
-                             f"found lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.lr, self.momentum, self.weight_decay = self.check(lr, momentum, weight_decay)
+        self.per_param = dict(per_param or {})
+        for i, (mult, decay) in self.per_param.items():
+            if not 0 <= i < len(self.params) or mult <= 0 or decay < 0:
+                raise ValueError(f"SGD: per_param expects {{index in 0..{len(self.params) - 1}: "
+                                 f"(lr multiplier > 0, weight decay >= 0)}}; found {i}: "
+                                 f"({mult}, {decay})")
         self.velocity = [p.device.zeros(p.shape, p.dtype) for p in self.params]
+
+    @staticmethod
+    def check(lr, momentum, weight_decay, where="SGD"):
+        """(lr, momentum, weight_decay) as floats if lr > 0, 0 <= momentum < 1 and
+        weight_decay >= 0 (all finite); else ValueError. The constructor's check, and
+        `load_state_dict`'s: a saved state is held to the same rule."""
+        def number(v):
+            return (not isinstance(v, bool) and isinstance(v, (int, float, np.floating))
+                    and np.isfinite(v))
+        if not (number(lr) and number(momentum) and number(weight_decay)
+                and lr > 0 and 0 <= momentum < 1 and weight_decay >= 0):
+            raise ValueError(f"{where}: expected lr > 0, 0 <= momentum < 1, weight_decay >= 0, "
+                             f"all finite; found lr={lr!r}, momentum={momentum!r}, "
+                             f"weight_decay={weight_decay!r}")
+        return float(lr), float(momentum), float(weight_decay)
 
     # Elements updated at a time on the CPU: w, v, the gradient and one scratch
     # block (4 x 256 KiB in float32) stay in cache through the four lines of the
@@ -47,10 +69,12 @@ class SGD:
         done in place through one small scratch array (no temporaries the size
         of fc6's weights) and, on the CPU, a block of elements at a time.
         """
-        m, lr, wd = self.momentum, self.lr, self.weight_decay
+        m = self.momentum
         for i, (p, v) in enumerate(zip(self.params, self.velocity)):
             if p.grad is None:
                 continue
+            mult, wd = self.per_param.get(i, (1.0, self.weight_decay))
+            lr = self.lr * mult
             with p.device:
                 xp = p.device.xp
                 if not (p.data.flags.c_contiguous and v.flags.c_contiguous):
@@ -84,10 +108,11 @@ class SGD:
             if tuple(v.shape) != tuple(p.shape):
                 raise ValueError(f"SGD.load_state_dict: velocity {i} has shape {tuple(v.shape)}, "
                                  f"its parameter {p.shape}")
+        lr, momentum, weight_decay = self.check(state["lr"], state["momentum"],
+                                                state["weight_decay"], "SGD.load_state_dict")
         self.velocity = [p.device.put(np.asarray(v), dtype=p.dtype)
                          for p, v in zip(self.params, velocity)]
-        self.lr, self.momentum = float(state["lr"]), float(state["momentum"])
-        self.weight_decay = float(state["weight_decay"])
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
 
 
 class ReduceOnPlateau:
@@ -132,6 +157,12 @@ class ReduceOnPlateau:
                 "threshold": self.threshold, "max_reductions": self.max_reductions}
 
     def load_state_dict(self, state):
+        counts = [state[k] for k in ("bad_epochs", "reductions", "patience", "max_reductions")]
+        if not (all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+                and _positive(state["factor"]) and _number(state["best"])
+                and _number(state["threshold"]) and state["threshold"] >= 0):
+            raise ValueError(f"ReduceOnPlateau.load_state_dict: expected counts >= 0, factor > 0 "
+                             f"and finite numbers; found {state!r:.200}")
         for key in ("best", "bad_epochs", "reductions", "factor", "patience", "threshold",
                     "max_reductions"):
             setattr(self, key, state[key])
@@ -154,5 +185,21 @@ class StepSchedule:
         return {"milestones": list(self.milestones), "factor": self.factor, "base_lr": self.base_lr}
 
     def load_state_dict(self, state):
-        self.milestones, self.factor = list(state["milestones"]), state["factor"]
+        milestones = state["milestones"]
+        if not (isinstance(milestones, list) and all(
+                isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in milestones)
+                and _positive(state["factor"]) and _positive(state["base_lr"])):
+            raise ValueError(f"StepSchedule.load_state_dict: expected milestones (whole numbers "
+                             f">= 0), factor > 0 and base_lr > 0; found {state!r:.200}")
+        self.milestones, self.factor = sorted(milestones), state["factor"]
         self.base_lr = state["base_lr"]
+
+
+def _number(v):
+    """An int or float that is not NaN (infinity allowed: ReduceOnPlateau's best before
+    its first epoch)."""
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and not np.isnan(v)
+
+
+def _positive(v):
+    return _number(v) and np.isfinite(v) and v > 0

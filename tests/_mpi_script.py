@@ -8,14 +8,19 @@
 
     python _mpi_script.py nccl
         With the CuPy stand-in first on PYTHONPATH: gradients on two devices per
-        rank summed by NCCL (the stand-in's), checked against their mean, with no
-        transfer to the host; then NCCL's refusals. Prints "ok" lines.
+        rank summed by NCCL (the stand-in's, as the CuPy release MINIDL_STANDIN_CUPY
+        names), checked against their mean, with no transfer to the host; then
+        NCCL's refusals. Prints "ok" lines.
 
     python _mpi_script.py train [--kill-at EPOCH BATCH] [--fail-at EPOCH BATCH]
                                 [--rank R] -- ARGS OF `alexnet train`
         `alexnet train`; on rank R (default 0) the process SIGKILLs itself
         (--kill-at), or raises an error (--fail-at), when the training loader is
         about to hand out that batch.
+
+    python _mpi_script.py threads
+        Prints "threads RANK MINIDL BLAS": the threads minidl's ops and the BLAS use
+        in this rank (its share of the machine's cores).
 
     python _mpi_script.py COMMAND ARGS
         Any other `alexnet COMMAND ARGS`.
@@ -100,7 +105,7 @@ def nccl():
         want = sum(grads[r * len(params) + i] for r in range(comm.size)) / comm.size
         np.testing.assert_allclose(p.grad.get(), want, rtol=1e-6)
         assert str(p.grad.device.id) == str(p.device.index)
-    print(f"ok allreduce rank {comm.rank} on {devices}", flush=True)
+    print(f"ok allreduce rank {comm.rank} on {devices} with CuPy {cupy.__version__}", flush=True)
 
     group = comm._nccl.comms[params[0].device]
     host = np.ones(4, np.float32)
@@ -135,6 +140,12 @@ if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "nccl":
         nccl()
+        sys.exit(0)
+    if mode == "threads":
+        from threadpoolctl import threadpool_info
+        comm = world()
+        blas = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        print(f"threads {comm.rank} {minidl.get_num_threads()} {blas}", flush=True)
         sys.exit(0)
     if mode == "equivalence":
         equivalence(args[0], own_dropout="--own-dropout" in args)

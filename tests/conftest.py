@@ -7,7 +7,9 @@ MINIDL_TEST_CUPY=real     the installed CuPy and its GPUs; the default when pres
 
 With the stand-in, tests/standin goes first on sys.path (and on PYTHONPATH, for
 the CLI runs in subprocesses) before minidl imports cupy, which it does lazily.
-MINIDL_STANDIN_DEVICES sets how many devices the stand-in has (default 2).
+MINIDL_STANDIN_DEVICES sets how many devices the stand-in has (default 2),
+MINIDL_STANDIN_CUPY the CuPy major version it follows where CuPy's API changed
+(14, the default, or 13).
 """
 import os
 import sys

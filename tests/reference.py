@@ -69,6 +69,27 @@ def conv_loops(x, W, b=None, stride=1, pad=0, groups=1):
     return y
 
 
+def local_loops(x, W, b=None, stride=1, pad=0):
+    """The locally connected layer by its definition: W (OH, OW, C_out, C, KH, KW)."""
+    N, C, H, Wd = x.shape
+    OH, OW, C_out, _, KH, KW = W.shape
+    y = np.zeros((N, C_out, OH, OW))
+    for n in range(N):
+        for o in range(C_out):
+            for oh in range(OH):
+                for ow in range(OW):
+                    total = 0.0 if b is None else b[o, oh, ow]
+                    for c in range(C):
+                        for kh in range(KH):
+                            for kw in range(KW):
+                                h = oh * stride + kh - pad
+                                w = ow * stride + kw - pad
+                                if 0 <= h < H and 0 <= w < Wd:
+                                    total += W[oh, ow, o, c, kh, kw] * x[n, c, h, w]
+                    y[n, o, oh, ow] = total
+    return y
+
+
 def im2col_loops(x, KH, KW, stride, pad):
     N, C, H, Wd = x.shape
     OH = (H + 2 * pad - KH) // stride + 1

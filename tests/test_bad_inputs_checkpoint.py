@@ -2,6 +2,7 @@
 pickled, or full of NaN. Each gives a clear error (or is cleaned up), never a
 traceback, a lost checkpoint or a silently wrong number."""
 import fcntl
+import json
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from minidl import serialize
 from alexnet import cli
 from alexnet.evaluate import NonFiniteScores, check_finite, evaluate, topk_errors
-from alexnet.imagenet_train import load_checkpoint, resume_differences
+from alexnet.imagenet_train import cache_differences, load_checkpoint, resume_differences
 from alexnet.data.arrays import ArrayBatches
 from alexnet.model import CifarNet, CifarNetConfig
 from alexnet.train import TrainConfig, Trainer, TrainingDiverged
@@ -22,17 +23,30 @@ def test_evaluate_json_never_overwrites_an_input(tmp_path, capsys):
     ckpt.write_bytes(b"weights")
     cache = tmp_path / "cache"
     cache.mkdir()
-    for target in (ckpt, cache / "result.json", tmp_path / "notes.txt"):
-        if target.suffix == ".txt":
-            target.write_text("mine")
+    (cache / "manifest.json").write_text('{"splits": {}}')
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "notes.json").write_text('{"mine": 1}')
+    for target, said in ((ckpt, "which this command reads"),
+                         (cache / "manifest.json", "which this command reads"),
+                         (tmp_path / "notes.txt", "is not a result of `alexnet evaluate`"),
+                         (tmp_path / "notes.json", "is not a result of `alexnet evaluate`"),
+                         (tmp_path, "is a folder")):
         assert cli.main(["evaluate", str(ckpt.parent), "--data-dir", str(cache),
                          "--json", str(target)]) == 1
         err = capsys.readouterr().err
-        assert "--json" in err and "Traceback" not in err
-    assert ckpt.read_bytes() == b"weights" and (tmp_path / "notes.txt").read_text() == "mine"
+        assert "--json" in err and said in err and "Traceback" not in err, (target, err)
     assert cli.main(["evaluate", str(ckpt), "--data-dir", str(cache), "--json",
                      str(ckpt)]) == 1
-    assert "would overwrite the input" in capsys.readouterr().err
+    assert "which this command reads" in capsys.readouterr().err
+    assert ckpt.read_bytes() == b"weights" and (tmp_path / "notes.txt").read_text() == "mine"
+    assert (cache / "manifest.json").read_text() == '{"splits": {}}'
+    assert json.loads((tmp_path / "notes.json").read_text()) == {"mine": 1}
+    # a new file in an input folder is no input: refused only later, for the fake
+    # checkpoint (not for --json)
+    for target in (ckpt.parent / "val.json", cache / "result.json"):
+        assert cli.main(["evaluate", str(ckpt.parent), "--data-dir", str(cache),
+                         "--json", str(target)]) == 1
+        assert "--json" not in capsys.readouterr().err
 
 
 def test_a_pickled_file_is_refused_without_suggesting_pickle(tmp_path):
@@ -128,13 +142,19 @@ def test_divergence_says_how_to_resume_with_a_lower_rate(tmp_path):
     assert "learning rate, epochs and logging options may change on resume" in str(e.value)
 
 
-def test_resume_differences_name_the_settings():
-    saved = {"model": {"num_classes": 4}, "recipe": {"lr": 0.01, "epochs": 90, "batch_size": 128},
-             "data": {"train": "abc"}}
-    now = {"model": {"num_classes": 4}, "recipe": {"lr": 0.001, "epochs": 120, "batch_size": 64},
-           "data": {"train": "abd"}}
-    assert resume_differences(saved, now) == ["data.train: 'abc' -> 'abd'",
-                                              "recipe.batch_size: 128 -> 64"]
+def test_resume_compares_only_what_is_given_and_the_cache():
+    saved = {"model": {"num_classes": 4, "input_size": 67, "conv_channels": [8, 12, 16, 12, 8]},
+             "recipe": {"lr": 0.01, "epochs": 90, "batch_size": 8, "seed": 0}}
+    given = {"recipe": {"lr": 0.001, "epochs": 120, "batch_size": 64, "seed": 0},
+             "model": {"conv_channels": (8, 12, 16, 12, 8), "input_size": 227}}
+    assert resume_differences(saved, given) == ["recipe.batch_size: 8 -> 64",
+                                                "model.input_size: 67 -> 227"]
+    assert resume_differences(saved, {}) == []           # nothing given: the saved settings
+    old = {"size": 76, "train": "abc"}                   # a checkpoint of an older version
+    now = {"size": 76, "train": "abd", "arrays": {"train_images": "1234"}}
+    assert cache_differences(old, now) == ["data.train: 'abc' -> 'abd'"]
+    assert cache_differences(now, {**now, "arrays": {"train_images": "5678"}}) == [
+        "train_images: other contents (its shape, dtype or checksums differ)"]
 
 
 def test_an_edited_figure1_checkpoint_is_a_clear_cli_error(tmp_path, capsys):

@@ -25,6 +25,13 @@ REFUSED = [
      "positive"),
     (["train", "--data-dir", "c", "--workers", "-1"], "--workers", ">= 0"),
     (["train", "--data-dir", "c", "--conv-channels", "0,12,16,12,8"], "--conv-channels", ">= 1"),
+    (["train", "--data-dir", "c", "--conv-channels", "8,12"], "--conv-channels",
+     "expected five whole numbers >= 1, the kernels of conv1..conv5, e.g. 8,12,16,12,8, "
+     "found '8,12'"),
+    (["train", "--data-dir", "c", "--conv-channels", "8,x,16,12,8"], "--conv-channels",
+     "five whole numbers"),
+    (["train", "--data-dir", "c", "--seed", "-1"], "--seed", ">= 0"),
+    (["prepare", "--verify"], "--verify", "expected one argument"),
     (["train", "--data-dir", "c", "--batch-size", "0"], "--batch-size", ">= 1"),
     (["train", "--data-dir", "c", "--epochs", "0"], "--epochs", ">= 1"),
     (["train", "--data-dir", "c", "--weight-std", "nan"], "--weight-std", "finite"),
@@ -57,6 +64,22 @@ def test_bad_values_are_refused_before_any_work(argv, option, expected, capsys):
     assert e.value.code == 2 and option in err and expected in err and "Traceback" not in err
 
 
+def test_a_new_run_needs_its_cache(tmp_path, capsys):
+    assert cli.main(["train", "-o", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "a new run needs the cache to train on: --data-dir CACHE" in err
+
+
+def test_train_options_left_out_are_told_apart_from_defaults():
+    """On --resume only what the user typed is compared with the run: the parser keeps
+    None for every setting not given (the defaults are the recipe's and the model's)."""
+    args = cli.build_parser().parse_args(["train", "--resume"])
+    for name in (*cli.RECIPE_OPTIONS, *cli.MODEL_OPTIONS, "devices", "data_dir"):
+        assert getattr(args, name) is None, name
+    from alexnet.imagenet_train import Recipe
+    assert cli.build_parser().parse_args(["train", "--lr", "0.01"]).lr == Recipe.lr
+
+
 def test_loader_refuses_negative_workers():
     from test_loader import numbered
     with pytest.raises(ValueError, match="workers must be >= 0"):
@@ -86,7 +109,7 @@ def test_old_and_new_spellings_mean_the_same():
     old = p.parse_args(["train", "--data", "c", "--out", "o", "--batch", "8", "--workers", "1"])
     new = p.parse_args(["train", "--data-dir", "c", "-o", "o", "-b", "8", "-j", "1"])
     assert vars(old) == vars(new)
-    assert p.parse_args(["figure1", "--jobs", "2"]).workers == 2
+    assert p.parse_args(["figure1", "--jobs", "2"]).processes == 2
     assert p.parse_args(["train", "--data-dir", "c", "--resume"]).resume is True
     assert p.parse_args(["train", "--data-dir", "c", "--resume", "runs/x"]).resume == "runs/x"
 
@@ -98,6 +121,20 @@ def test_the_resume_command_keeps_every_option_and_the_run():
         "alexnet train --data-dir 'my cache' --resume runs/x"
     assert cli._resume_command(["train", "--resume", "--lr", "0.001"]) == \
         "alexnet train --lr 0.001 --resume"
+
+
+def test_the_hint_after_a_stopped_train_is_true_to_what_is_on_disk(tmp_path):
+    """--resume only when there is a checkpoint to resume from."""
+    argv = ["train", "--data-dir", "c", "-o", str(tmp_path), "-b", "8"]
+    args = cli.build_parser().parse_args(argv)
+    args.argv = argv
+    assert cli._train_hint(args) == ("no checkpoint was written. To start again:\n  "
+                                     f"alexnet train --data-dir c -o {tmp_path} -b 8")
+    (tmp_path / "checkpoint.npz").write_bytes(b"x")
+    assert cli._train_hint(args).endswith(f"-o {tmp_path} -b 8 --resume")
+    assert "the last checkpoint" in cli._train_hint(args)
+    saved = cli._train_hint(args, saved="RUN/checkpoint.npz (epoch 2, after batch 5 of 9)")
+    assert saved.startswith("a checkpoint was saved: RUN/checkpoint.npz (epoch 2, after batch 5")
 
 
 def test_figure1_quick_has_its_own_default_folder(monkeypatch):

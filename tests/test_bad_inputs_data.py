@@ -6,8 +6,13 @@ allocation, a write outside the output folder or a silently wrong cache.
 """
 import json
 import os
+import re
 import struct
+import subprocess
+import sys
 import tarfile
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +21,7 @@ from PIL import Image
 from alexnet import cli
 from alexnet.data import cifar10 as C
 from alexnet.data.imagenet import find_split, load_devkit, parse_meta
-from alexnet.data.prepare import load_image, open_split, prepare
+from alexnet.data.prepare import load_image, open_split, prepare, verify
 from test_cifar10 import N, make_archive, make_batches, write_batch
 from test_imagenet import FIXTURE
 from test_imagenet_train import image_folder
@@ -294,7 +299,7 @@ def test_a_damaged_manifest_is_one_clear_error(tmp_path, capsys):
     good = manifest.read_text()
     for damage, expected in (("{not json", "not readable JSON"),
                              (good.replace('"wnids"', '"classes"'), "'wnids' is missing"),
-                             (good.replace('"version": 1', '"version": 9'), "version 9")):
+                             (good.replace('"version": 2', '"version": 9'), "version 9")):
         manifest.write_text(damage)
         with pytest.raises(ValueError, match=expected):
             open_split(out, "train")
@@ -329,3 +334,302 @@ def test_one_rule_for_what_an_archive_member_may_be(name, kind, problem):
     m.type = kind
     found = member_problem(m)
     assert (found is None) if problem is None else (problem in found)
+
+
+# ------------------------------------------------------------------ the cache --
+# A cache is checked against its manifest whenever it is opened (counts, shapes, dtypes,
+# label range, checksums), rebuilt beside itself and moved into place, and `alexnet
+# prepare --verify` checks everything. Each damage below was once used without a word.
+
+TINY = ["--input-size", "67", "--conv-channels", "8,12,16,12,8", "--fc-features", "16",
+        "--weight-std", "0.1", "--no-progress", "-b", "4", "-j", "0"]
+
+
+@pytest.fixture(scope="module")
+def good_cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    src = image_folder(root / "src", train=2, val=1)
+    prepare(src, root / "cache", workers=0, size=76, progress=False, chunk_size=4)
+    return root / "cache"
+
+
+@pytest.fixture(scope="module")
+def good_run(good_cache, tmp_path_factory):
+    """One epoch of a tiny net on the good cache (for evaluate)."""
+    out = tmp_path_factory.mktemp("run")
+    assert cli.main(["train", "--data-dir", str(good_cache), "-o", str(out), "--epochs", "1",
+                     *TINY]) == 0
+    return out
+
+
+def _copy(cache, tmp_path):
+    import shutil
+    return Path(shutil.copytree(cache, tmp_path / "cache"))
+
+
+def _manifest(cache, edit=None):
+    path = cache / "manifest.json"
+    m = json.loads(path.read_text())
+    if edit:
+        edit(m)
+        path.write_text(json.dumps(m))
+    return m
+
+
+def _flip(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _data_offset(path):
+    return np.load(path, mmap_mode="r").offset
+
+
+def _resave(cache, name, array, record=True):
+    """Write `array` as cache/name; record=True also makes the manifest agree (so that only
+    the check under test can find it)."""
+    np.save(cache / name, array)
+    if record:
+        from alexnet.data.cache import array_record
+        _manifest(cache, lambda m: m["arrays"].__setitem__(
+            name[:-4], array_record(name, array, m["arrays"][name[:-4]]["rows"])))
+
+
+def _labels(cache, split="train"):
+    return np.load(cache / f"{split}_labels.npy")
+
+
+DAMAGES = {
+    "half the labels": (lambda c: _resave(c, "train_labels.npy", _labels(c)[:4], record=False),
+                        "expected the train labels of shape (8,)"),
+    "a manifest whose counts lie": (
+        lambda c: _manifest(c, lambda m: m["splits"]["train"].update(count=16)),
+        "should hold 16 images of 76x76x3 and 16 labels"),
+    "images of shape (N, 76, 76, 1)": (
+        lambda c: _resave(c, "train_images.npy", np.load(c / "train_images.npy")[..., :1],
+                          record=False), "found shape (8, 76, 76, 1)"),
+    "float labels": (lambda c: _resave(c, "train_labels.npy", _labels(c) + 0.7, record=False),
+                     "found shape (8,) and dtype float64"),
+    "a byte flipped in the images": (
+        lambda c: _flip(c / "train_images.npy", _data_offset(c / "train_images.npy") + 5000),
+        "rows 0-3 of the train images do not match their checksums"),
+    "a byte flipped in the labels": (
+        lambda c: _flip(c / "train_labels.npy", _data_offset(c / "train_labels.npy") + 8),
+        "of the train labels do not match their checksums"),
+    "a byte flipped in a .npy header": (lambda c: _flip(c / "train_labels.npy", 30),
+                                        "train_labels.npy: not a readable .npy file"),
+    "a zero-byte array": (lambda c: (c / "train_labels.npy").write_bytes(b""),
+                          "train_labels.npy: not a readable .npy file"),
+    "fewer image rows than labels": (
+        lambda c: (c / "train_images.npy").write_bytes(
+            (c / "train_images.npy").read_bytes()[:-100]),
+        "the file is cut short"),
+    "a validation label out of range": (
+        lambda c: _resave(c, "val_labels.npy", _labels(c, "val") + 3),
+        "expected class indices 0..3 (or -1 for a skipped file), found 4 in row 1"),
+    "mean.npy missing": (lambda c: (c / "mean.npy").unlink(), "mean.npy is missing"),
+    "a mean image of another shape": (
+        lambda c: _resave(c, "mean.npy", np.zeros((76, 76), np.float32), record=False),
+        "expected the mean image of shape (76, 76, 3)"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_cache_is_refused_with_what_to_do(damage, good_cache, good_run, tmp_path,
+                                                    capsys):
+    from alexnet.data.cache import CacheError
+    cache = _copy(good_cache, tmp_path)
+    spoil, expected = DAMAGES[damage]
+    spoil(cache)
+    split = "val" if "validation" in damage else "train"
+    with pytest.raises(CacheError, match=re.escape(expected)) as e:
+        open_split(cache, split)
+    assert "alexnet prepare --verify" in str(e.value) and str(cache) in str(e.value)
+    commands = [["train", "--data-dir", str(cache), "-o", str(tmp_path / "run"), *TINY],
+                ["evaluate", str(good_run), "--data-dir", str(cache), "-j", "0", "--no-progress",
+                 "--split", split]]
+    for argv in commands:
+        if "mean" in damage and argv[0] == "evaluate":
+            assert cli.main(argv) == 0        # the net's mean image is the checkpoint's
+            continue
+        assert cli.main(argv) == 1, argv[0]
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and expected in err, (argv[0], err)
+    assert cli.main(["prepare", "--verify", str(cache), "--no-progress"]) == 1
+    assert expected in capsys.readouterr().err
+
+
+def test_pca_missing_is_an_error_unless_the_noise_is_turned_off(good_cache, tmp_path, capsys):
+    cache = _copy(good_cache, tmp_path)
+    (cache / "pca.npz").unlink()
+    args = ["train", "--data-dir", str(cache), "--epochs", "1", *TINY]
+    assert cli.main([*args, "-o", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert "pca.npz is missing" in err and "--no-pca-noise" in err
+    assert cli.main([*args, "-o", str(tmp_path / "b"), "--no-pca-noise"]) == 0
+    run = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert run["recipe"]["color_std"] == 0.0
+
+
+def test_verify_checks_every_checksum_and_upgrades_an_old_cache(good_cache, tmp_path, capsys):
+    from alexnet.data.cache import CacheError
+    cache = _copy(good_cache, tmp_path)
+    assert cli.main(["prepare", "--verify", str(cache), "--no-progress"]) == 0
+    assert "sound" in capsys.readouterr().out
+    m = _manifest(cache)
+    old = {k: v for k, v in m.items() if k != "arrays"}
+    (cache / "manifest.json").write_text(json.dumps({**old, "version": 1}))   # version 1
+    with pytest.raises(CacheError, match="cache version 1.*alexnet prepare --verify"):
+        open_split(cache, "train")
+    assert cli.main(["prepare", "--verify", str(cache), "--no-progress"]) == 0
+    assert "upgraded to checksums" in capsys.readouterr().out
+    assert _manifest(cache)["arrays"] == m["arrays"]         # the same checksums prepare wrote
+    assert len(open_split(cache, "train")) == 8
+    assert cli.main(["prepare", "--verify", str(cache), "src"]) == 1        # one cache at a time
+    assert cli.main(["prepare", str(cache)]) == 1                            # SRC and OUT
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_big_image_file_is_checksummed_by_verify_not_at_every_open(good_cache, tmp_path,
+                                                                      monkeypatch):
+    from alexnet.data import cache as C
+    cache = _copy(good_cache, tmp_path)
+    _flip(cache / "train_images.npy", _data_offset(cache / "train_images.npy") + 7)
+    monkeypatch.setattr(C, "VERIFY_AT_OPEN", 1000)            # as if 252 GB
+    assert len(open_split(cache, "train")) == 8               # counts, shapes, dtypes: fine
+    problems = C.verify(cache)
+    assert len(problems) == 1 and "do not match their checksums" in problems[0]
+
+
+def test_a_rebuild_is_written_beside_and_moved_into_place(good_cache, tmp_path):
+    """A run's mapped images stay what they were while `prepare --rebuild` writes new
+    ones; a process reopening the run's cache refuses the new one; an interrupted
+    rebuild leaves the old cache whole, and running it again finishes it."""
+    import pickle
+    from alexnet.data.cache import CacheChanged
+    cache = _copy(good_cache, tmp_path)
+    old = open_split(cache, "train")
+    before = np.array(old.images)
+    other = image_folder(tmp_path / "other", train=2, val=1, seed=7)
+    part = prepare(other, cache, workers=0, size=76, progress=False, chunk_size=4,
+                   rebuild=True, max_chunks=1)
+    assert not part["splits"]["train"]["complete"]
+    again = open_split(cache, "train")                         # still the old cache
+    np.testing.assert_array_equal(again.images, before)
+    prepare(other, cache, workers=0, size=76, progress=False, chunk_size=4, rebuild=True)
+    assert not (cache / ".build").exists()
+    np.testing.assert_array_equal(old.images, before)          # the mapped file is untouched
+    assert not np.array_equal(open_split(cache, "train").images, before)
+    with pytest.raises(CacheChanged, match="changed since this run opened it"):
+        pickle.loads(pickle.dumps(old))                        # what a loader worker does
+
+
+def test_prepare_again_leaves_a_finished_cache_alone_and_keeps_an_unfinished_rebuild(
+        good_cache, tmp_path):
+    cache = _copy(good_cache, tmp_path)
+    src = json.loads((cache / "manifest.json").read_text())["source"]
+    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    prepare(src, cache, workers=0, size=76, progress=False, chunk_size=4)
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before   # not rewritten
+    prepare(src, cache, workers=0, size=76, progress=False, chunk_size=4, rebuild=True,
+            max_chunks=1)                                    # a rebuild, interrupted
+    with pytest.warns(UserWarning, match="unfinished rebuild.*--rebuild to finish it"):
+        m = prepare(src, cache, workers=0, size=76, progress=False, chunk_size=4)
+    assert m["splits"]["train"]["complete"] and (cache / ".build").is_dir()
+    prepare(src, cache, workers=0, size=76, progress=False, chunk_size=4, rebuild=True)
+    assert not (cache / ".build").exists() and verify(cache) == []
+
+
+def test_an_interrupted_move_into_place_is_finished_by_the_next_prepare(good_cache, tmp_path,
+                                                                        monkeypatch):
+    from alexnet.data import cache as C
+    cache = _copy(good_cache, tmp_path)
+    src = json.loads((cache / "manifest.json").read_text())["source"]
+    real = os.replace
+
+    def dies_mid_commit(a, b):
+        if Path(b) == cache / "train_labels.npy":            # the second file moved in
+            raise KeyboardInterrupt
+        return real(a, b)
+    monkeypatch.setattr(C.os, "replace", dies_mid_commit)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(src, cache, workers=0, size=76, progress=False, chunk_size=4, rebuild=True)
+    monkeypatch.setattr(C.os, "replace", real)
+    with pytest.raises(FileNotFoundError, match="run the same `alexnet prepare` command again"):
+        C.open_split(cache, "train")
+    prepare(src, cache, workers=0, size=76, progress=False, chunk_size=4)
+    assert C.verify(cache) == [] and not (cache / ".build").exists()
+
+
+def _run_train(args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "alexnet", "train", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _wait_for(path, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not path.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    assert path.exists(), proc.communicate()
+
+
+def test_a_run_stops_when_its_cache_is_rebuilt_and_resume_says_why(good_cache, tmp_path):
+    cache = _copy(good_cache, tmp_path)
+    out = tmp_path / "run"
+    args = ["--data-dir", str(cache), "-o", str(out), "--epochs", "500", *TINY[:-4], "-b", "4",
+            "-j", "2", "--checkpoint-steps", "1"]
+    proc = _run_train(args)
+    try:
+        _wait_for(out / "metrics.jsonl", proc)                # an epoch done
+        other = image_folder(tmp_path / "other", train=2, val=1, seed=7)
+        assert cli.main(["prepare", str(other), str(cache), "--size", "76", "-j", "0",
+                         "--chunk-size", "4", "--rebuild", "--no-progress"]) == 0
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "changed while this run trained on it" in err and "train_images" in err
+    assert "Traceback" not in err and "SIGBUS" not in err
+    epochs = minidl_load(out)["train"]
+    assert epochs["batch"] == 2 or epochs["epoch"] >= 2       # the epoch's training was saved
+    resumed = subprocess.run([sys.executable, "-m", "alexnet", "train", "--resume", str(out),
+                              "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 1
+    assert "is not the cache the run" in resumed.stderr and "train_images" in resumed.stderr
+
+
+def test_a_cache_deleted_mid_training_is_a_message_not_a_traceback(good_cache, tmp_path):
+    import shutil
+    cache = _copy(good_cache, tmp_path)
+    out = tmp_path / "run"
+    proc = _run_train(["--data-dir", str(cache), "-o", str(out), "--epochs", "500",
+                       *TINY[:-4], "-b", "4", "-j", "2"])
+    try:
+        _wait_for(out / "metrics.jsonl", proc)
+        shutil.rmtree(cache)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "cannot be read any more" in err and "no such folder" in err
+    assert "Traceback" not in err and "Broken pipe" not in err and "BrokenPipe" not in err
+
+
+def test_a_loader_worker_reports_a_vanished_cache(good_cache, tmp_path):
+    import shutil
+    from alexnet.data.loader import Loader
+    cache = _copy(good_cache, tmp_path)
+    val = open_split(cache, "val", mean=False, pca=False)
+    shutil.rmtree(cache)
+    with Loader(val, 2, train=False, crop=67, workers=2) as loader:
+        with pytest.raises(RuntimeError, match="could not open the data: the cache .* cannot be "
+                                               "read any more .*deleted"):
+            list(loader.epoch(0))
+
+
+def minidl_load(out):
+    from minidl import serialize
+    return serialize.load(out / "checkpoint.npz")

@@ -9,8 +9,10 @@ Every subprocess has a timeout.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from alexnet.data.loader import Loader
 from alexnet.data.prepare import CacheSplit
 from alexnet.train import read_metrics
 from test_imagenet_train import SMALL, cache  # noqa: F401 (cache: the prepared-cache fixture)
+from test_train import hold_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).with_name("_mpi_script.py")
@@ -40,16 +43,31 @@ def mpiexec():
     return found
 
 
-def launch(ranks, *args, extra_ranks=(), standin_devices=None):
+def user_environment():
+    """The environment a user has: no launcher's variables, no MINIDL_* (tests that set
+    MINIDL_NUM_THREADS once hid a crash of the documented command), no BLAS counts."""
+    drop = (*distributed.LAUNCHER_ENV, *distributed.BLAS_VARIABLES)
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("MINIDL_")}
+    env.update(PYTHONPATH=str(ROOT), PYTHONHASHSEED="0")
+    return env
+
+
+def documented(ranks, *args):
+    """docs/howto_distributed.md's command: mpiexec -n R python -m alexnet ARGS."""
+    return [mpiexec(), "-n", str(ranks), sys.executable, "-m", "alexnet", *args]
+
+
+def launch(ranks, *args, extra_ranks=(), standin_devices=None, standin_cupy=14):
     """Run tests/_mpi_script.py ARGS on `ranks` processes (0: no mpiexec at all).
     extra_ranks: more (n, args) program blocks of an MPMD launch (`: -n 1 ...`).
     standin_devices: import the CuPy stand-in (tests/standin) as cupy, with that
-    many devices per process (real NCCL would need a GPU per rank and column)."""
-    env = {k: v for k, v in os.environ.items() if k not in distributed.LAUNCHER_ENV}
-    env.update(PYTHONPATH=str(ROOT), MINIDL_NUM_THREADS="1", PYTHONHASHSEED="0")
+    many devices per process (real NCCL would need a GPU per rank and column),
+    acting as CuPy `standin_cupy` (13 or 14) where the two differ."""
+    env = user_environment()
     if standin_devices:
         env.update(PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "standin"), str(ROOT)]),
-                   MINIDL_STANDIN_DEVICES=str(standin_devices))
+                   MINIDL_STANDIN_DEVICES=str(standin_devices),
+                   MINIDL_STANDIN_CUPY=str(standin_cupy))
     program = [sys.executable, str(SCRIPT), *args]
     cmd = program if ranks == 0 else [mpiexec(), "-n", str(ranks), *program]
     for n, more in extra_ranks:
@@ -162,6 +180,35 @@ def test_a_launcher_without_mpi4py_is_a_clear_error(monkeypatch):
         distributed._connect()
 
 
+def test_the_nccl_id_travels_as_bytes_and_reaches_each_cupy_in_the_form_it_takes():
+    """CuPy 14: get_unique_id() gives bytes and NcclCommunicator takes bytes; CuPy 13: a
+    tuple of ints, the id's C chars, signed on x86-64 and unsigned on aarch64 (a char
+    out of range: OverflowError in CuPy's compiled code, before any NCCL call)."""
+    raw = bytes(range(0, 256, 2))                              # 128 bytes, half above 127
+    signed = tuple(b - 256 if b > 127 else b for b in raw)
+    for given in (raw, signed, tuple(raw)):                    # CuPy 14; 13 on x86-64, aarch64
+        assert distributed.nccl_id_bytes(given) == raw
+
+    class Nccl:
+        """NcclCommunicator's commId as one CuPy release on one platform takes it."""
+
+        def __init__(self, form, lowest=-128):
+            self.form, self.lowest = form, lowest
+
+        def NcclCommunicator(self, ndev, commId, rank):
+            if type(commId) is not self.form:
+                raise TypeError(f"Argument 'commId' has incorrect type (expected "
+                                f"{self.form.__name__}, got {type(commId).__name__})")
+            if self.form is tuple and not all(self.lowest <= v < self.lowest + 256
+                                              for v in commId):
+                raise OverflowError("value too large to convert to char")
+            return ndev, commId, rank
+
+    for nccl, major, want in ((Nccl(bytes), 14, raw), (Nccl(tuple, -128), 13, signed),
+                              (Nccl(tuple, 0), 13, tuple(raw))):
+        assert distributed.nccl_communicator(nccl, major, 2, raw, 1) == (2, want, 1)
+
+
 # ------------------------------------------------------------------- under mpiexec
 def test_two_ranks_of_64_images_give_the_weights_of_one_process_of_128(tmp_path):
     """float64, 3 SGD steps of batch 128, augmentation and dropout on: to 1e-12."""
@@ -182,12 +229,27 @@ def test_two_ranks_of_64_images_give_the_weights_of_one_process_of_128(tmp_path)
 
 @pytest.fixture(scope="module")
 def straight(cache, tmp_path_factory):
-    """`alexnet train` on 2 ranks, uninterrupted: 2 epochs of 6 batches of 8."""
+    """`alexnet train` on 2 ranks, uninterrupted: 2 epochs of 6 batches of 8, started
+    with the documented command in the environment a user has."""
     out = tmp_path_factory.mktemp("straight")
-    run = launch(2, "train", "--", "--data", str(cache), "--out", str(out), *RUN)
+    run = subprocess.run(documented(2, "train", "--data-dir", str(cache), "--output-dir",
+                                    str(out), *RUN),
+                         env=user_environment(), capture_output=True, text=True,
+                         timeout=TIMEOUT, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     assert run.stdout.count("epoch 2:") == 2    # rank 0 alone logs: the epoch line + summary
     return out
+
+
+def test_the_ranks_of_a_machine_share_its_cores_minidl_and_blas_alike():
+    """Each of R ranks on a machine runs cores // R threads in minidl's ops and in the
+    BLAS: with one minidl thread the BLAS would take every core back, and R ranks of
+    spinning BLAS threads made 2 ranks on 2 cores 4.5x slower than one process."""
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    run = launch(2, "threads")
+    assert run.returncode == 0, run.stderr
+    lines = sorted(line for line in run.stdout.splitlines() if line.startswith("threads"))
+    assert lines == [f"threads {r} {share} [{share}]" for r in range(2)], run.stdout
 
 
 def test_sigkill_on_one_rank_then_resume_continues_the_identical_run(straight, cache, tmp_path):
@@ -221,6 +283,51 @@ def test_sigkill_on_one_rank_then_resume_continues_the_identical_run(straight, c
     assert 0 < max_difference(a, c) < 1e-5 and a["rng"] == c["rng"]
     for ra, rc in zip(untimed(read_metrics(straight)), untimed(read_metrics(other_r))):
         assert ra == pytest.approx(rc, rel=1e-5)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_every_rank_after_the_same_step_and_resume_goes_on(
+        cache, tmp_path, signum):
+    """Ctrl-C (SIGINT to mpiexec's process group, as a terminal sends it) or SIGTERM to
+    mpiexec (a scheduler's stop): mpiexec forwards it to every rank, the ranks stop
+    after the same step, rank 0 saves there, the job exits with the signal's status,
+    rank 0 alone says so, and the resume command it gives works."""
+    out = tmp_path / "run"
+    args = ["train", "--data-dir", str(cache), "--output-dir", str(out), "--batch", "8",
+            "--epochs", "100", "--workers", "1", *SMALL, "--fc-features", "16"]
+    proc = subprocess.Popen(documented(2, *args), env=user_environment(), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not (out / "checkpoint.npz").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)                          # epoch 1 done: the ranks train
+        time.sleep(0.5)
+        if signum == signal.SIGINT:
+            os.killpg(proc.pid, signum)
+        else:
+            os.kill(proc.pid, signum)
+        _, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, err
+    assert err.count(f"interrupted by {name}; a checkpoint was saved") == 1, err   # rank 0's
+    for bad in ("KeyboardInterrupt", "Traceback", "MPI_Abort", "error:"):
+        assert bad not in err, err
+    train = weights(out)["train"]
+    said = err.split("checkpoint.npz (")[1].split(")")[0]
+    assert said == (f"after epoch {train['epoch']}" if train["batch"] == 0 else
+                    f"epoch {train['epoch'] + 1}, after batch {train['batch']} of 6")
+    assert err.strip().splitlines()[-1].endswith(" ".join(args) + " --resume")
+    more = [*args[:args.index("--epochs")], "--epochs", str(train["epoch"] + 1),
+            *args[args.index("--epochs") + 2:], "--resume"]
+    resumed = subprocess.run(documented(2, *more), env=user_environment(), cwd=ROOT,
+                             capture_output=True, text=True, timeout=TIMEOUT)
+    assert resumed.returncode == 0, resumed.stderr
+    assert weights(out)["train"]["step"] == 6 * (train["epoch"] + 1)
 
 
 def test_an_error_on_one_rank_stops_every_rank_and_keeps_the_checkpoint(cache, tmp_path):
@@ -259,30 +366,45 @@ def test_a_batch_the_ranks_cannot_share_and_a_run_in_use_are_refused_on_every_ra
     assert "1, 2, 4, 8" in run.stderr
     run = launch(2, "train", "--", "--data", str(cache), "--out", str(straight), *RUN)
     assert run.returncode != 0 and run.stderr.count("already holds a run") == 2, run.stderr
+    holder = hold_lock(tmp_path / "busy")                  # another job trains there
+    try:
+        run = launch(2, "train", "--", "--data", str(cache), "--out", str(tmp_path / "busy"),
+                     *RUN)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run.returncode != 0, run.stderr
+    assert run.stderr.count(f"is in use: another process trains there (pid {holder.pid}") == 2
     run = launch(2, "evaluate", str(straight), "--data", str(cache), "--no-progress")
     assert run.returncode != 0 and run.stderr.count("only `alexnet train` runs over") == 2
 
 
 # ------------------------------------------------------------------- NCCL, on the CuPy stand-in
-def test_nccl_sums_each_column_on_its_device_and_never_through_the_host():
+# CuPy 14 hands NCCL's unique id over as bytes, CuPy 13 as a tuple of ints: both run
+CUPY_MAJORS = pytest.mark.parametrize("cupy_major", [13, 14], ids=["cupy13", "cupy14"])
+
+
+@CUPY_MAJORS
+def test_nccl_sums_each_column_on_its_device_and_never_through_the_host(cupy_major):
     """2 ranks x 2 column devices (rank 1 on a machine takes cuda:2, cuda:3); the
     stand-in's NCCL refuses a host pointer and another device's array."""
-    run = launch(2, "nccl", standin_devices=4)
+    run = launch(2, "nccl", standin_devices=4, standin_cupy=cupy_major)
     assert run.returncode == 0, run.stderr
     out = run.stdout
-    assert "ok allreduce rank 0 on ['cuda:0', 'cuda:1']" in out
-    assert "ok allreduce rank 1 on ['cuda:2', 'cuda:3']" in out
+    assert f"ok allreduce rank 0 on ['cuda:0', 'cuda:1'] with CuPy {cupy_major}." in out
+    assert f"ok allreduce rank 1 on ['cuda:2', 'cuda:3'] with CuPy {cupy_major}." in out
     assert out.count("ok refused TypeError: allReduce") == 2 and "not a device pointer" in out
     assert out.count("ok refused ValueError: The device where the array resides") == 2
     assert out.count("ok bcast") == 2
 
 
-def test_training_over_nccl_gives_the_run_of_the_cpu(straight, cache, tmp_path):
+@CUPY_MAJORS
+def test_training_over_nccl_gives_the_run_of_the_cpu(straight, cache, tmp_path, cupy_major):
     """`alexnet train --devices cuda:0,cuda:1` on 2 ranks of a 4-device machine (rank 1
     on cuda:2, cuda:3), the two columns' gradients summed by the stand-in's NCCL: the
     weights of the same run on the CPU (MPI), up to float32 rounding."""
     run = launch(2, "train", "--", "--data", str(cache), "--out", str(tmp_path), *RUN,
-                 "--devices", "cuda:0,cuda:1", standin_devices=4)
+                 "--devices", "cuda:0,cuda:1", standin_devices=4, standin_cupy=cupy_major)
     assert run.returncode == 0, run.stderr
     a, b = weights(straight), weights(tmp_path)
     assert b["meta"]["devices"] == ["cuda:0", "cuda:1"]                # rank 0's

@@ -84,7 +84,7 @@ def test_walkthrough_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace = runpy.run_path(str(ROOT / "docs" / "walkthrough.py"), run_name="__main__")
-    pngs = sorted(p.name for p in (tmp_path / "walkthrough").glob("*.png"))
+    pngs = sorted(p.name for p in (tmp_path / "runs" / "walkthrough").glob("*.png"))
     stages = namespace["stages"]
     assert len(pngs) == len(stages) + 1          # one plot per stage, and the input image
     assert [s.devices for s in stages if s.name == "conv1"] == [["cpu:0", "cpu:1"]]
@@ -125,6 +125,13 @@ def test_results_page_shows_each_measurements_command_and_machine(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(SystemExit, match="broken.json"):
         report.load(tmp_path)
+
+
+def test_figure1_images_per_second_are_the_totals_not_a_mean_of_epoch_rates():
+    run = {"config": {"train_images": 50000},
+           "runs": {"tanh": {"epochs_run": 52, "seconds": 1998.81, "images_per_s": 1465.6}}}
+    page = report.figure1_section("figure1", run)
+    assert "| 1,301 |" in page and "1,466" not in page          # 52 x 50,000 / 1998.81 s
 
 
 def test_adding_a_figure1_run_records_this_machine(tmp_path):

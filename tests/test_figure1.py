@@ -121,7 +121,7 @@ def test_figure1_in_processes_reports_a_run_error(tmp_path, capsys):
 
 
 def test_core_share_gives_a_process_the_cores_of_the_nets_that_finished():
-    from alexnet.experiments import _CoreShare
+    from alexnet.runner import CoreShare as _CoreShare
     import minidl
 
     class Running:                     # stands in for the shared multiprocessing.Value
@@ -165,3 +165,20 @@ def test_training_plot_names_the_error_rates_in_words(tmp_path, monkeypatch):
     assert {"training top-1 error", "validation top-1 error", "validation top-5 error",
             "error rate (lower is better)", "training loss"} <= set(seen)
     assert not any("_top" in s for s in seen)
+
+
+def test_one_vocabulary_with_the_old_spellings_kept():
+    """figure1 and claims train in --processes; -j/--workers/--jobs, figure1's old names for
+    it, still work; --epochs and --devices as train spells them, --max-epochs kept."""
+    parser = cli.build_parser()
+    for words in (["--processes", "2"], ["-j", "2"], ["--workers", "2"], ["--jobs", "2"]):
+        assert parser.parse_args(["figure1", *words]).processes == 2
+        assert parser.parse_args(["claims", *words]).processes == 2
+    for words in (["--epochs", "7"], ["--max-epochs", "7"]):
+        assert parser.parse_args(["figure1", *words]).max_epochs == 7
+    for words in (["--device", "cuda:1"], ["--devices", "cuda:1"]):
+        assert parser.parse_args(["figure1", *words]).device == "cuda:1"
+    for words in (["-j", "3"], ["--workers", "3"], ["--jobs", "3"]):
+        assert parser.parse_args(["prepare", "SRC", "OUT", *words]).workers == 3
+    help_text = parser._subparsers._group_actions[0].choices["figure1"].format_help()
+    assert "--processes" in help_text and "--workers" not in help_text

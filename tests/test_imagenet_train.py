@@ -97,6 +97,80 @@ def test_a_run_in_use_is_not_overwritten_and_resume_checks_the_recipe(trained, c
     assert len(history) == 11 and history[-1]["lr"] == pytest.approx(0.0005)
 
 
+def test_resume_takes_the_settings_from_the_checkpoint(trained, tmp_path, capsys):
+    """`--resume RUN` alone continues a run of non-default settings (the cache, the small
+    net, the batch, the schedule: all saved); only what is given is compared."""
+    import shutil
+    run = Path(shutil.copytree(trained, tmp_path / "run"))
+    assert cli.main(["train", "--resume", str(run), "--epochs", "11", "-j", "0",
+                     "--no-progress"]) == 0
+    history = read_metrics(run)
+    assert len(history) == 11 and history[-1]["step"] == 11 * 6      # batch 8, as saved
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["recipe"]["batch_size"] == 8 and saved["recipe"]["schedule"] == "2012"
+    assert saved["model"]["input_size"] == 67
+    assert cli.main(["train", "--resume", str(run), "--epochs", "12", "--input-size", "59",
+                     "--schedule", "plateau", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "model.input_size: 67 -> 59" in err and "recipe.schedule: '2012' -> 'plateau'" in err
+    assert "come from the checkpoint" in err
+
+
+def _edited_run(trained, tmp_path, edit):
+    import shutil
+    run = Path(shutil.copytree(trained, tmp_path / "run"))
+    state = minidl.serialize.load(run / "checkpoint.npz")
+    edit(state)
+    minidl.serialize.save(run / "checkpoint.npz", state)
+    return run
+
+
+EDITS = {
+    "lr -0.01 in the recipe": (lambda s: s["meta"]["recipe"].update(lr=-0.01),
+                               "meta/recipe/lr: expected a positive finite number, found -0.01"),
+    "momentum 2.0 in the recipe": (lambda s: s["meta"]["recipe"].update(momentum=2.0),
+                                   "meta/recipe/momentum: expected a number in [0, 1), found 2.0"),
+    "lr -0.01 in the optimizer": (lambda s: s["optimizer"].update(lr=-0.01),
+                                  "expected lr > 0, 0 <= momentum < 1"),
+    "momentum 2.0 in the optimizer": (lambda s: s["optimizer"].update(momentum=2.0),
+                                      "found lr=0.01, momentum=2.0"),
+    "a negative base rate in the schedule": (lambda s: s["schedule"].update(base_lr=-1.0),
+                                             "StepSchedule.load_state_dict"),
+    "a history of [1, 'two', None]": (lambda s: s["train"].update(history=[1, "two", None]),
+                                      "train/history should hold one record per finished "
+                                      "epoch (10), found 3"),
+    "a history record of strings": (
+        lambda s: s["train"]["history"][2].update(train_loss="two"),
+        "train/history/2 should be the record of epoch 3"),
+    "epoch -1": (lambda s: s["train"].update(epoch=-1),
+                 "train/epoch should be a whole number >= 0, found -1"),
+    "conv_channels (8, 12)": (lambda s: s["meta"]["model"].update(conv_channels=[8, 12]),
+                              "conv_channels: expected five whole numbers >= 1"),
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_an_edited_checkpoint_does_not_resume(edit, trained, tmp_path, capsys):
+    """One validation of settings for the command line and for checkpoints: values the
+    command line refuses are refused in a checkpoint, with the file named."""
+    change, expected = EDITS[edit]
+    run = _edited_run(trained, tmp_path, change)
+    assert cli.main(["train", "--resume", str(run), "--epochs", "11", "-j", "0",
+                     "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert expected in err and str(run / "checkpoint.npz") in err, err
+    assert "Traceback" not in err
+    assert len(read_metrics(run)) == 10                     # nothing was trained
+
+
+def test_a_checkpoint_mean_of_another_shape_is_named(trained, tmp_path, capsys):
+    run = _edited_run(trained, tmp_path, lambda s: s["meta"].update(mean=s["meta"]["mean"][..., 0]))
+    assert cli.main(["evaluate", str(run), "--data-dir", str(tmp_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "meta/mean should be the mean image (S, S, 3)" in err and "(76, 76)" in err
+    assert "axes don't match" not in err and "Traceback" not in err
+
+
 def test_checkpoint_rebuilds_the_model_alone(trained):
     model, meta = load_checkpoint(trained)
     assert model.cfg.conv_channels == (8, 12, 16, 12, 8) and model.cfg.num_classes == 4
@@ -105,7 +179,7 @@ def test_checkpoint_rebuilds_the_model_alone(trained):
 
 
 def test_evaluate_centre_and_ten_patches(trained, cache, tmp_path, capsys):
-    out = tmp_path / "eval.json"
+    out = trained / "val.json"           # docs/howto_imagenet.md's form: a new file in the run
     assert cli.main(["evaluate", str(trained), "--data", str(cache), "--workers", "0",
                      "--batch", "20", "--json", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
@@ -231,34 +305,64 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(cache, tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_ctrl_c_during_training_keeps_the_checkpoint_and_leaves_no_process(cache, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_during_training_saves_a_checkpoint_and_leaves_no_process(
+        cache, tmp_path, signum):
+    """Ctrl-C and SIGTERM, sent to every process of the job (as a terminal and Slurm or
+    systemd send them: the loader workers get it too), end alike: a checkpoint where
+    the state is whole (checkpoints are otherwise only written at the end of an epoch
+    here), the exit status of that signal, a resume command that works, no process left."""
     out = tmp_path / "run"
     args = ["--data", str(cache), "--out", str(out), "--batch", "4", "--epochs", "50",
-            "--workers", "2", "--checkpoint-steps", "1", *SMALL]
+            "--workers", "2", *SMALL]
     proc = subprocess.Popen([sys.executable, "-m", "alexnet", "train", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
-        for _ in range(600):                       # until a few steps are checkpointed
+        for _ in range(1200):                      # until the first epoch is checkpointed
             if (out / "checkpoint.npz").exists():
                 break
             time.sleep(0.05)
         time.sleep(0.3)
-        os.killpg(proc.pid, signal.SIGINT)         # what a terminal sends to the whole group
-        _, err = proc.communicate(timeout=30)
+        os.killpg(proc.pid, signum)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err and "leaked" not in err
+    assert proc.returncode == 128 + signum, err
+    name = signal.Signals(signum).name
+    assert f"interrupted by {name}; a checkpoint was saved: {out / 'checkpoint.npz'}" in err
+    assert "Traceback" not in err and "leaked" not in err
     assert err.strip().splitlines()[-1].endswith(" ".join(args) + " --resume")   # what to type
-    assert minidl.serialize.load(out / "checkpoint.npz")["train"]["step"] >= 1
+    train = minidl.serialize.load(out / "checkpoint.npz")["train"]
+    said = err.split("checkpoint.npz (")[1].split(")")[0]
+    assert said == (f"after epoch {train['epoch']}" if train["batch"] == 0 else
+                    f"epoch {train['epoch'] + 1}, after batch {train['batch']} of 12")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and session_processes(proc.pid):
         time.sleep(0.1)
     assert session_processes(proc.pid) == []      # loader workers and forkserver gone
+    more = [*args[:args.index("--epochs")], "--epochs", str(train["epoch"] + 1),
+            *args[args.index("--epochs") + 2:], "--resume"]
+    assert cli.main(["train", *more]) == 0
+    assert minidl.serialize.load(out / "checkpoint.npz")["train"]["step"] == \
+        12 * (train["epoch"] + 1)
 
 
+def test_a_run_folder_in_use_is_refused_naming_the_process_that_trains_there(cache, tmp_path,
+                                                                             capsys):
+    from test_train import hold_lock
+    out = tmp_path / "run"
+    holder = hold_lock(out)
+    try:
+        assert cli.main(["train", "--data", str(cache), "--out", str(out), *SMALL]) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert f"{out} is in use: another process trains there (pid {holder.pid}" in err
+    assert f"kill -INT {holder.pid}" in err and "Traceback" not in err
+    assert not (out / "run.json").exists() and not (out / "checkpoint.npz").exists()
 
 
 def test_gpu_pipeline_check_dry_run_on_a_virtual_device():

@@ -6,7 +6,8 @@ from PIL import Image
 
 from minidl import serialize
 from alexnet.inspection import (IMAGENET_RGB_MEAN, build_model, default_image, format_table,
-                                inspect_image, load_image, map_file_name, preprocess)
+                                inspect_image, load_image, map_file_name, preprocess,
+                                preprocess_like_cache)
 
 # Per column, in order: the layer, then its ReLU; LRN and dropout are stages of their own.
 GROUPS = [["conv1", "relu1"], ["lrn1", "pool1"], ["conv2", "relu2"], ["lrn2", "pool2"],
@@ -129,18 +130,37 @@ def test_checkpoint_may_be_a_run_folder_of_a_small_net(tmp_path):
     from alexnet.model import AlexNet
     cfg = model_config(4, 2, input_size=67, conv_channels=(8, 12, 16, 12, 8), fc_features=64)
     net = AlexNet(cfg, seed=3)
+    mean = np.random.default_rng(0).uniform(0, 255, (76, 76, 3)).astype(np.float32)
     meta = {"kind": RECIPE_KIND, "model": asdict(cfg), "recipe": {}, "data": {},
-            "mean": np.zeros((76, 76, 3), np.float32), "wnids": ["n1", "n2", "n3", "n4"],
-            "devices": ["cpu", "cpu"]}
+            "mean": mean, "wnids": ["n1", "n2", "n3", "n4"], "devices": ["cpu", "cpu"]}
     serialize.save(tmp_path / "checkpoint.npz", {"meta": meta, "model": dict(net.state_dict()),
                                                  "train": {"epoch": 2}})
     lines = []
     rows = inspect_image(checkpoint=tmp_path, out=lines.append)          # the run folder
     assert rows[0].shape == (1, 4, 15, 15) and rows[-1].shape == (1, 4)
-    assert f"checkpoint {tmp_path}" in "\n".join(lines)
+    text = "\n".join(lines)
+    assert f"checkpoint {tmp_path}" in text
+    assert "no trained mean" not in text and "the run's mean training image (76x76" in text
+    assert "shorter side 76" in text
     with pytest.raises(ValueError, match="does not hold weights of the paper's"):
         build_model(columns=1, checkpoint=serialize.save(tmp_path / "other.npz",
                                                          {"model": {"x": np.ones(2)}}))
+
+
+def test_a_trained_net_sees_the_image_as_evaluate_gives_it(tmp_path):
+    """With a run's mean image, inspect prepares a file as `alexnet prepare` stored it
+    and subtracts the mean as `alexnet evaluate` does: the loader's centre patch."""
+    from alexnet.data.augment import eval_batch
+    from alexnet.data.prepare import load_image as cache_image
+    path = tmp_path / "photo.jpg"
+    default_image().save(path, quality=90)
+    mean = np.random.default_rng(1).uniform(0, 255, (76, 76, 3)).astype(np.float32)
+    stored = cache_image(path.read_bytes(), 76)                             # (76, 76, 3)
+    want = eval_batch(stored[None], np.array([0]), 67, mean=mean)[0]        # (3, 67, 67)
+    np.testing.assert_allclose(preprocess_like_cache(path, 67, mean), want, rtol=0, atol=1e-4)
+    # the built-in picture (no file): the same resize as the cache's
+    built_in = preprocess_like_cache(default_image(), 67, mean)
+    assert built_in.shape == (3, 67, 67) and np.abs(built_in).max() > 1
 
 
 def test_format_table_flags_a_mismatch_of_totals(default_run):

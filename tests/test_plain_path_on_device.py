@@ -8,7 +8,7 @@ import pytest
 cupy = pytest.importorskip("cupy")          # tests/standin or real CuPy (tests/conftest.py)
 
 _mod = {m: importlib.import_module("minidl.functions." + m)
-        for m in ("conv", "pool", "lrn", "activation", "linear", "dropout", "loss")}
+        for m in ("conv", "local", "pool", "lrn", "activation", "linear", "dropout", "loss")}
 rng = np.random.default_rng(0)
 X = rng.standard_normal((4, 6, 9, 9))
 
@@ -18,6 +18,9 @@ CASES = {
                     [X, rng.standard_normal((8, 3, 3, 3)), rng.standard_normal(8)], 40),
     "conv_stride": (lambda: _mod["conv"].Convolution(2, 1, 1),
                     [X, rng.standard_normal((5, 6, 3, 3))], 40),
+    "locally_connected": (lambda: _mod["local"].LocallyConnected(1, 1),
+                          [X, rng.standard_normal((9, 9, 5, 6, 3, 3)),
+                           rng.standard_normal((5, 9, 9))], 40),
     "max_pool": (lambda: _mod["pool"].MaxPool2d(3, 2, True), [X], 60),
     "avg_pool": (lambda: _mod["pool"].AvgPool2d(3, 2, True), [X], 50),
     "lrn": (lambda: _mod["lrn"].LocalResponseNorm(5, 1.0, 1.0, 0.75), [X], 30),

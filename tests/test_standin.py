@@ -369,6 +369,45 @@ def test_fuse_takes_only_elementwise_ops_and_reductions(body):
         cupy.fuse(body)(x)
 
 
+def test_setitem_launches_what_cupy_scatter_op_launches(cupy_counters):
+    """CuPy's `_scatter_op(..., 'update')`: `x[view] += y` is one kernel (the in-place
+    add; writing the view back onto itself is skipped), a same-layout contiguous copy
+    a memcpy, a 0 into a contiguous view a memset, a boolean mask a sync."""
+    x, y = cupy.zeros((4, 6)), cupy.ones((4, 3))
+    steps = [
+        (lambda: x.__setitem__((slice(None), slice(0, 3)), x[:, 0:3].__iadd__(y)),
+         {"kernels": 1}),
+        (lambda: x.__setitem__((slice(None), slice(None, None, 2)), y), {"kernels": 1}),
+        (lambda: x.__setitem__(slice(1, 3), cupy.ones((2, 6))), {"kernels": 1, "memcpy": 1}),
+        (lambda: x.__setitem__(slice(1, 3), cupy.ones((1, 2, 6))),    # leading 1 dropped
+         {"kernels": 1, "memcpy": 1}),
+        (lambda: x.__setitem__(slice(1, 3), cupy.ones((2, 6), np.float32)), {"kernels": 2}),
+        (lambda: x.__setitem__(slice(1, 3), 0), {"memset": 1}),
+        (lambda: x.__setitem__((slice(None), slice(0, 3)), 0), {"kernels": 1}),  # not contiguous
+        (lambda: x.__setitem__(0, 2.5), {"kernels": 1}),
+        (lambda: x.__setitem__(cupy.arange(2), 1.0), {"kernels": 2}),        # arange + scatter
+        (lambda: x.__setitem__(x > 1, 0.0), {"kernels": 2, "syncs": 1})]
+    for i, (step, want) in enumerate(steps):
+        with cupy_counters.count() as n:
+            step()
+        got = {k: n[k] for k in ("kernels", "memcpy", "memset", "syncs") if n[k]}
+        assert got == want, (i, got)
+    x[:, 0:3] += y                                     # the statement itself, as Python runs it
+    with cupy_counters.count() as n:
+        x[:, 0:3] += y
+    assert n["kernels"] == 1 and n["memcpy"] == 0
+    want = np.zeros((4, 6))
+    want[:, 0:3] += 1
+    want[:, ::2] = 1
+    want[1:3] = 0
+    want[:, 0:3] = 0
+    want[0] = 2.5
+    want[[0, 1]] = 1
+    want[want > 1] = 0
+    want[:, 0:3] += 2
+    np.testing.assert_array_equal(x.get(), want)
+
+
 def test_kernels_are_counted_per_device(two, cupy_counters):
     cupy.ones(2) + 1
     with cupy.cuda.Device(1):
@@ -544,3 +583,41 @@ def test_the_switch_reaches_subprocesses(cupy_mode):
         bad = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
         assert bad.returncode != 0
         assert "MINIDL_STANDIN_DEVICES: expected a whole number" in bad.stderr
+
+
+NCCL_ID_FORMS = """
+import cupy
+from cupy.cuda import nccl
+uid = nccl.get_unique_id()
+print(cupy.__version__, cupy.standin.cupy_major(), type(uid).__name__, len(uid), nccl.available)
+other_form = bytes(128) if cupy.standin.cupy_major() == 13 else (1,) * 128
+for bad in (other_form, bytes(1), (200,) * 128, (1,) * 3, [0] * 128, bytearray(128)):
+    try:
+        nccl.NcclCommunicator(2, bad, 0)
+    except (TypeError, ValueError, AssertionError, OverflowError) as e:
+        print(type(e).__name__, end=" ")
+"""
+
+
+@stricter
+@pytest.mark.parametrize("major, version, form, refusals", [
+    ("13", "13.6.0+standin", "tuple",
+     "TypeError TypeError OverflowError AssertionError TypeError TypeError"),
+    ("14", "14.2.0+standin", "bytes",
+     "TypeError ValueError TypeError TypeError TypeError TypeError")])
+def test_the_standin_follows_cupy_13_or_14_where_they_differ(major, version, form, refusals):
+    """MINIDL_STANDIN_CUPY (default 14): NCCL's unique id is bytes from CuPy 14 on, a tuple
+    of 128 ints (the id's C chars) before; NcclCommunicator refuses the other form, a
+    wrong length and (CuPy 13) an int a signed char cannot hold, before any NCCL call.
+    The same refusals as the real wheels (13.6.0 and 14.2.0, checked by hand)."""
+    env = {k: v for k, v in os.environ.items() if k != "MINIDL_STANDIN_CUPY"}
+    if major != "14":
+        env["MINIDL_STANDIN_CUPY"] = major
+    out = subprocess.run([sys.executable, "-c", NCCL_ID_FORMS], capture_output=True, text=True,
+                         env=env, check=True).stdout.split("\n")
+    assert out[0] == f"{version} {major} {form} 128 True"
+    assert out[1].split() == refusals.split()
+    env["MINIDL_STANDIN_CUPY"] = "12"
+    bad = subprocess.run([sys.executable, "-c", NCCL_ID_FORMS], capture_output=True, text=True,
+                         env=env)
+    assert bad.returncode != 0 and "MINIDL_STANDIN_CUPY: expected the CuPy major" in bad.stderr

@@ -31,6 +31,7 @@ device, or copy them, before asking for the next one).
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
 import queue
 import signal
 import traceback
@@ -40,7 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .augment import eval_batch, mean_chw, train_batch
-from .prepare import CacheSplit, default_context
+from .cache import CacheError, CacheSplit
+from .prepare import default_context
 
 
 @dataclass
@@ -126,10 +128,27 @@ def _slot_bytes(recipe):
     return 8 * recipe.share_size + 4 * int(np.prod(recipe.x_shape(recipe.share_size)))
 
 
+def _failure(e):
+    """What a worker reports of an exception: the message of a known kind of failure
+    (a damaged, changed or missing cache), the traceback of anything else (a bug)."""
+    if isinstance(e, (CacheError, OSError)):
+        return f"{e}"
+    return traceback.format_exc()
+
+
 def _worker(recipe, buffers, tasks, results):
     """Build the batches asked for in `tasks` into shared slots until told to stop
-    (None) or the parent process is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    (None) or the parent process is gone. `recipe` comes pickled: opening the cache
+    happens here, where a failure can be reported, not in the process start-up."""
+    # Ctrl-C and SIGTERM are the parent's to handle (a terminal and a scheduler send them
+    # to every process of the job): it stops after a step, saves, then stops the workers
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    try:
+        recipe = pickle.loads(recipe)
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
+        results.put((None, None, None, 0, _failure(e)))
+        return
     views = [_slot_views(buf, recipe) for buf in buffers]
     parent = mp.parent_process()
     while True:
@@ -145,12 +164,12 @@ def _worker(recipe, buffers, tasks, results):
         try:
             x, _ = recipe.make(epoch, b, *views[slot])
             results.put((gen, slot, b, len(x), None))
-        except Exception:  # noqa: BLE001 - reported to the parent, which raises it
-            results.put((gen, slot, b, 0, traceback.format_exc()))
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
+            results.put((gen, slot, b, 0, _failure(e)))
 
 
 def _shutdown(procs, tasks, results):
-    """Stop the workers: ask, wait a little, then terminate. Idempotent."""
+    """Stop the workers: ask, wait a little, then kill (they ignore SIGTERM). Idempotent."""
     for p in procs:
         if p.is_alive():
             try:
@@ -160,7 +179,7 @@ def _shutdown(procs, tasks, results):
     for p in procs:
         p.join(timeout=2.0)
         if p.is_alive():
-            p.terminate()
+            p.kill()
             p.join(timeout=2.0)
     for q in (tasks, results):
         q.cancel_join_thread()
@@ -266,7 +285,9 @@ class Loader:
         self._buffers = [ctx.RawArray("b", nbytes) for _ in range(self.prefetch)]
         self._views = [_slot_views(buf, self.recipe) for buf in self._buffers]
         self._tasks, self._results = ctx.Queue(), ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(self.recipe, self._buffers, self._tasks, self._results),
+        recipe = pickle.dumps(self.recipe)
+        args = (recipe, self._buffers, self._tasks, self._results)
+        procs = [ctx.Process(target=_worker, args=args,
                              daemon=True, name=f"alexnet-loader-{i}") for i in range(self.workers)]
         for p in procs:
             p.start()
@@ -291,6 +312,8 @@ class Loader:
             self._inflight.discard(slot)
             if error is not None:
                 self.close()
+                if b is None:
+                    raise RuntimeError(f"a loader worker could not open the data: {error}")
                 raise RuntimeError(f"loader worker failed building batch {b}:\n{error}")
             return gen, slot, b, n
 

@@ -6,7 +6,8 @@
 
 `prepare(src, out)` decodes every image in worker processes and writes:
 
-    OUT/manifest.json        classes (WNIDs, words), per-split counts, source, settings
+    OUT/manifest.json        classes (WNIDs, words), per-split counts, source, settings, and
+                             each array's file, shape, dtype and CRC-32s (alexnet/data/cache.py)
     OUT/train_images.npy     (N, 256, 256, 3) uint8, memory-mappable (np.load(mmap_mode="r"))
     OUT/train_labels.npy     (N,) int64 class index; -1 marks a row whose file was skipped
     OUT/train_files.txt      row i's file name (relative to the source)
@@ -16,11 +17,17 @@
                              mean_rgb (3,) of the training pixels, in units of pixel/255
     OUT/report.json          skipped files (row, name, error) and refused archive members
 
+Written beside, moved into place: everything is built in OUT/.build/ and, once every
+split asked for is complete, moved into OUT with renames, the manifest last
+(`cache.commit`). A cache in use is never rewritten: `--rebuild` while a run trains
+on OUT leaves the run's mapped files intact, and the run notices the new manifest.
+
 Resumable: rows are preallocated; each finished chunk of rows is recorded (with
-its exact integer sums for the mean and the covariance) in a progress file that
-is replaced atomically, so an interrupted run redoes only unrecorded chunks.
-Everything is exact integer arithmetic until the final division, so the mean and
-PCA do not depend on the number of workers or on interruptions.
+its exact integer sums for the mean and the covariance, and the CRC-32 of its
+bytes) in a progress file that is replaced atomically, so an interrupted run redoes
+only unrecorded chunks. Everything is exact integer arithmetic until the final
+division, so the mean and PCA do not depend on the number of workers or on
+interruptions.
 """
 from __future__ import annotations
 
@@ -29,20 +36,23 @@ import io
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .cache import (BUILD, CACHE_VERSION, MANIFEST, CacheError, CacheSplit, array_record,
+                    commit, file_record, finish_commit, open_split, read_manifest, verify,
+                    write_json)
 from .imagenet import Listing, find_devkit, find_split, has_split, load_devkit, read_bytes
 
-CACHE_VERSION = 1
 SIZE = 256
 RESAMPLE = Image.BICUBIC  # antialiased when shrinking (Pillow scales the kernel support)
 
@@ -112,9 +122,10 @@ def _init_worker(images_path, data_offset, source, size, exif_transpose, stats, 
 def _do_chunk(task):
     """Decode rows [start, start + len(names)) and write them into the cache file.
 
-    Returns the chunk's exact statistics: the integer sum image, the sum of RGB
-    values and of their outer products (for the mean and covariance), and the
-    skipped rows. The rows are on disk (fdatasync) before the chunk is reported.
+    Returns the CRC-32 of the rows' bytes and the chunk's exact statistics: the
+    integer sum image, the sum of RGB values and of their outer products (for the
+    mean and covariance), and the skipped rows. The rows are on disk (fdatasync)
+    before the chunk is reported.
     """
     chunk, start, names, offsets, sizes = task
     w, size = _W, _W["size"]
@@ -144,7 +155,7 @@ def _do_chunk(task):
     f.flush()
     (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(f.fileno())
     stats = (sum_image, sum_image.sum((0, 1)), sum_outer, count) if w["stats"] else None
-    return chunk, stats, skipped
+    return chunk, zlib.crc32(out.data), stats, skipped
 
 
 def _rgb_outer_sum(image):
@@ -169,19 +180,26 @@ def _atomic_write(path, write):
     os.replace(tmp, path)
 
 
+LISTING_VERSION = 1   # of the fingerprint below (not the cache's version: a cache upgraded
+                      # to checksums keeps its fingerprints, so its runs still resume)
+
+
 def _fingerprint(listing, size, chunk_size, exif_transpose):
-    h = hashlib.sha1(f"{CACHE_VERSION} {size} {chunk_size} {exif_transpose} {len(listing)}".encode())
+    h = hashlib.sha1(
+        f"{LISTING_VERSION} {size} {chunk_size} {exif_transpose} {len(listing)}".encode())
     for name, label in zip(listing.names, listing.labels.tolist()):
         h.update(f"{name}\t{label}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
 class _Progress:
-    """Done chunks and the running integer sums, saved atomically to one .npz file."""
+    """Done chunks, their CRC-32s and the running integer sums, saved atomically to one
+    .npz file."""
 
     def __init__(self, path, n_chunks, size, fingerprint):
         self.path, self.fingerprint = Path(path), fingerprint
         self.done = np.zeros(n_chunks, bool)
+        self.crc = np.zeros(n_chunks, np.uint32)
         self.sum_image = np.zeros((size, size, 3), np.int64)
         self.sum_rgb = np.zeros(3, np.int64)
         self.sum_outer = np.zeros((3, 3), np.int64)
@@ -196,13 +214,15 @@ class _Progress:
             if str(z["fingerprint"]) != self.fingerprint or z["done"].shape != self.done.shape:
                 return False
             self.done, self.sum_image = z["done"].copy(), z["sum_image"].copy()
+            self.crc = z["crc"].copy()
             self.sum_rgb, self.sum_outer = z["sum_rgb"].copy(), z["sum_outer"].copy()
             self.count = int(z["count"])
             self.skipped = [tuple(s) for s in json.loads(str(z["skipped"]))]
         return True
 
-    def add(self, chunk, stats, skipped):
+    def add(self, chunk, crc, stats, skipped):
         self.done[chunk] = True
+        self.crc[chunk] = crc
         self.skipped += skipped
         if stats is not None:
             self.sum_image += stats[0]
@@ -212,7 +232,7 @@ class _Progress:
 
     def save(self):
         _atomic_write(self.path, lambda f: np.savez(
-            f, fingerprint=self.fingerprint, done=self.done, sum_image=self.sum_image,
+            f, fingerprint=self.fingerprint, done=self.done, crc=self.crc, sum_image=self.sum_image,
             sum_rgb=self.sum_rgb, sum_outer=self.sum_outer, count=self.count,
             skipped=json.dumps(self.skipped)))
 
@@ -245,18 +265,19 @@ def default_context():
     return "forkserver" if sys.platform.startswith("linux") else "spawn"
 
 
-def _prepare_split(listing: Listing, out: Path, split, size, chunk_size, workers,
+def _prepare_split(listing: Listing, build: Path, split, size, chunk_size, workers,
                    exif_transpose, progress, max_chunks, context, fp):
-    """Fill OUT/{split}_images.npy; returns (complete, progress state)."""
+    """Fill BUILD/{split}_images.npy (OUT/.build: nothing anyone reads); returns
+    (complete, progress state)."""
     n = len(listing)
-    images_path = out / f"{split}_images.npy"
+    images_path = build / f"{split}_images.npy"
     n_chunks = -(-n // chunk_size)
-    state = _Progress(out / f".{split}_progress.npz", n_chunks, size, fp)
+    state = _Progress(build / f"{split}_progress.npz", n_chunks, size, fp)
     resumed = state.load() and images_path.exists()
     if not resumed:
         state = _Progress(state.path, n_chunks, size, fp)
         np.lib.format.open_memmap(images_path, "w+", np.uint8, (n, size, size, 3)).flush()
-        _atomic_write(out / f"{split}_files.txt", lambda f: f.write(
+        _atomic_write(build / f"{split}_files.txt", lambda f: f.write(
             "".join(f"{name}\n" for name in listing.names).encode("utf-8", "surrogateescape")))
         state.save()
     data_offset = np.load(images_path, mmap_mode="r").offset
@@ -284,8 +305,8 @@ def _prepare_split(listing: Listing, out: Path, split, size, chunk_size, workers
                 workers, initializer=_init_worker, initargs=initargs)
             results = pool.imap_unordered(_do_chunk, tasks)
         done, tenth = done_rows, 10 * done_rows // n
-        for chunk, chunk_stats, skipped in results:
-            state.add(chunk, chunk_stats, skipped)
+        for chunk, crc, chunk_stats, skipped in results:
+            state.add(chunk, crc, chunk_stats, skipped)
             bar.update(min(chunk_size, n - chunk * chunk_size))
             done += min(chunk_size, n - chunk * chunk_size)
             if not progress and 10 * done // n > tenth:     # no bars: a plain line per 10%
@@ -309,29 +330,52 @@ def _prepare_split(listing: Listing, out: Path, split, size, chunk_size, workers
 # --------------------------------------------------------------------------- the entry point
 
 SPLITS = ("train", "val", "test")
+PROGRESS = "progress.json"       # in OUT/.build: the build so far (a manifest of its splits)
 
 
-def _check_cache_settings(manifest, out, src, size, chunk_size, exif_transpose, rebuild):
-    """The one check of an existing cache's manifest against this run's settings.
+def _settings(src, size, chunk_size, exif_transpose) -> dict:
+    return {"source": str(src), "size": size, "chunk_size": chunk_size,
+            "exif_transpose": exif_transpose}
 
-    A finished cache is refused (not silently rebuilt: runs trained on it could no
-    longer resume) when SRC, --size, --chunk-size or --exif-transpose differ,
-    unless `rebuild`."""
-    if not manifest:
-        return
-    have = {"SRC": manifest.get("source"), "--size": manifest.get("size"),
-            "--chunk-size": manifest.get("chunk_size", chunk_size),
-            "--exif-transpose": manifest.get("exif_transpose", exif_transpose)}
-    want = {"SRC": str(src), "--size": size, "--chunk-size": chunk_size,
-            "--exif-transpose": exif_transpose}
-    differ = [f"{k}: {have[k]!r} in the cache, {want[k]!r} now" for k in have if have[k] != want[k]]
-    if differ and not rebuild:
-        raise ValueError(f"{out} holds a cache made with other settings ("
-                         + "; ".join(differ) + "). Rebuilding it would stop runs trained on it "
-                         "from resuming. Use the same settings, choose another OUT folder, or "
-                         "pass --rebuild to rebuild it.")
-    if differ:
-        manifest.clear()
+
+def _differences(manifest, settings) -> list:
+    """'--size: 76 in the cache, 32 now' for each setting a manifest was made with that
+    differs from this run's."""
+    names = {"source": "SRC", "size": "--size", "chunk_size": "--chunk-size",
+             "exif_transpose": "--exif-transpose"}
+    return [f"{names[k]}: {manifest.get(k, v)!r} in the cache, {v!r} now"
+            for k, v in settings.items() if manifest.get(k, v) != v]
+
+
+def _current_cache(out, rebuild) -> dict:
+    """The manifest of the finished cache in OUT, or {} if there is none (or it is
+    damaged or outdated and --rebuild replaces it)."""
+    if not (out / MANIFEST).exists():
+        return {}
+    try:
+        return read_manifest(out)
+    except CacheError:
+        if rebuild:
+            return {}
+        raise
+
+
+def _build_so_far(build, settings) -> dict:
+    """The state of an interrupted build in OUT/.build (kept when made with the same
+    settings; otherwise the folder is emptied)."""
+    try:
+        staged = json.loads((build / PROGRESS).read_text())
+        if all(staged.get(k) == v for k, v in settings.items()):
+            return staged
+    except (OSError, ValueError, UnicodeError):
+        pass
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir(parents=True)
+    return {**settings, "splits": {}, "arrays": {}}
+
+
+def _split_files(split):
+    return [f"{split}_images.npy", f"{split}_labels.npy", f"{split}_files.txt"]
 
 
 def prepare(src, out, workers=None, splits=None, size=SIZE, chunk_size=256,
@@ -350,18 +394,20 @@ def prepare(src, out, workers=None, splits=None, size=SIZE, chunk_size=256,
                 (or from an earlier manifest, or the devkit). Every split is
                 listed before any image is decoded, so a missing one is reported
                 at once.
-    chunk_size: images per unit of work and of resumption.
+    chunk_size: images per unit of work and of resumption (and per checksum).
     devkit:     devkit folder or archive (default: one found in src).
     exif_transpose: apply EXIF orientation (default False: ignored, as ImageNet tools did).
     max_chunks: stop after this many new chunks per split (a partial run, e.g. for
                 tests or time-sliced jobs; run again to continue).
-    rebuild:    rebuild a cache made from another SRC or with other settings (without
-                it, that is an error; see `_check_cache_settings`).
+    rebuild:    build the splits again even when `out` holds them finished (made from
+                another SRC or settings, which is otherwise an error, or damaged).
+    Everything is built in OUT/.build and moved into OUT when every split asked for is
+    complete (`cache.commit`): a cache in use is never rewritten in place.
     Files the listing refuses (symlinks leaving SRC or looping, names with a newline
     or not UTF-8, damaged archive members) and files that do not decode are skipped
     and listed in OUT/report.json; one bad file never stops the run.
-    Returns the manifest (a dict), also written to OUT/manifest.json; its
-    ``splits[s]["complete"]`` says whether split s is finished.
+    Returns the manifest (a dict), also written to OUT/manifest.json once complete;
+    its ``splits[s]["complete"]`` says whether split s is finished.
     """
     src, out = Path(src).resolve(), Path(out).resolve()
     if not src.is_dir():
@@ -390,13 +436,19 @@ def prepare(src, out, workers=None, splits=None, size=SIZE, chunk_size=256,
             f"Point SRC at the folder that holds them, or prepare only the splits it has "
             f"(--splits {','.join(s for s in splits if s not in missing) or 'train'}).")
     out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / "manifest.json"
-    manifest = read_manifest(out) if manifest_path.exists() else {}
-    _check_cache_settings(manifest, out, src, size, chunk_size, exif_transpose, rebuild)
-    manifest.update(format="alexnet-ilsvrc-cache", version=CACHE_VERSION, size=size,
-                    source=str(src), exif_transpose=exif_transpose, chunk_size=chunk_size,
-                    resize=f"shorter side to {size} (Pillow bicubic, JPEG draft), central crop")
-    manifest.setdefault("splits", {})
+    build = out / BUILD
+    finish_commit(out)             # a build whose move into place was interrupted
+    current = _current_cache(out, rebuild)
+    settings = _settings(src, size, chunk_size, exif_transpose)
+    differ = _differences(current, settings) if current else []
+    if differ and not rebuild:
+        raise ValueError(f"{out} holds a cache made with other settings ("
+                         + "; ".join(differ) + "). Rebuilding it would stop runs trained on it "
+                         "from resuming. Use the same settings, choose another OUT folder, or "
+                         "pass --rebuild to rebuild it.")
+    keep = {} if differ or not current else {
+        s: e for s, e in current["splits"].items() if e.get("complete")}
+    staged = _build_so_far(build, settings)
     report_path = out / "report.json"
     report = {}
     if report_path.exists() and not rebuild:
@@ -404,7 +456,7 @@ def prepare(src, out, workers=None, splits=None, size=SIZE, chunk_size=256,
             report = json.loads(report_path.read_text())
         except (ValueError, UnicodeError):
             report = {}
-    wnids = manifest.get("wnids")
+    wnids = (current.get("wnids") if keep else None) or staged.get("wnids")
     kit_path = devkit or find_devkit(src)
     words = load_devkit(kit_path).words if kit_path else {}
     order = sorted(splits, key=lambda s: s != "train")  # train first: it fixes the classes
@@ -412,31 +464,36 @@ def prepare(src, out, workers=None, splits=None, size=SIZE, chunk_size=256,
     for split in order:        # every split listed before any decoding: errors come first
         listing = find_split(src, split, wnids=wnids if split != "train" else None, devkit=kit_path)
         if wnids is not None and split == "train" and listing.wnids != wnids:
-            raise ValueError(f"{out}: the cache's classes differ from {src}/train's; use a new "
-                             "OUT, or --rebuild")
+            if keep and not rebuild:
+                raise ValueError(f"{out}: the cache's classes differ from {src}/train's; use a "
+                                 "new OUT, or --rebuild")
+            keep = {}          # other classes: nothing of the old cache fits
         if len(listing) == 0:
             raise FileNotFoundError(f"{src}: the {split} split holds no image that can be read "
                                     f"({len(listing.rejected)} refused, e.g. "
                                     f"{listing.rejected[:2]})")
         wnids = listing.wnids
         listings[split] = listing
-    manifest["wnids"] = wnids
-    manifest["words"] = [words.get(w, "") for w in wnids]
+    staged.update(wnids=wnids, words=[words.get(w, "") for w in wnids])
     for split in order:
         listing = listings[split]
         fp = _fingerprint(listing, size, chunk_size, exif_transpose)
-        entry = manifest["splits"].get(split)
-        if entry and entry.get("complete") and entry.get("fingerprint") == fp:
+        entry = keep.get(split)
+        if entry and entry.get("fingerprint") == fp and not rebuild:
             continue  # already prepared from the same files
-        if entry and entry.get("complete") and not rebuild:
+        if entry and not rebuild:
             raise ValueError(f"{out}: the {split} split was prepared from other files than "
                              f"{src} now holds (added, removed or renamed images); runs "
                              "trained on it could no longer resume. Choose another OUT "
                              "folder, or pass --rebuild to rebuild it.")
-        complete, state = _prepare_split(listing, out, split, size, chunk_size, workers,
+        keep.pop(split, None)                             # this split is built anew
+        entry = staged["splits"].get(split)
+        if entry and entry.get("complete") and entry.get("fingerprint") == fp:
+            continue  # built in OUT/.build by an earlier, interrupted run
+        complete, state = _prepare_split(listing, build, split, size, chunk_size, workers,
                                          exif_transpose, progress, max_chunks, context, fp)
         skipped = sorted(state.skipped)
-        manifest["splits"][split] = dict(
+        staged["splits"][split] = dict(
             count=len(listing), valid=len(listing) - len(skipped), skipped=len(skipped),
             refused=len(listing.rejected),
             complete=complete, fingerprint=fp, layout=listing.layout, root=listing.root,
@@ -448,7 +505,12 @@ def prepare(src, out, workers=None, splits=None, size=SIZE, chunk_size=256,
         if complete:
             labels = listing.labels.copy()
             labels[[r for r, _, _ in skipped]] = -1
-            _atomic_write(out / f"{split}_labels.npy", lambda f: np.save(f, labels))
+            _atomic_write(build / f"{split}_labels.npy", lambda f: np.save(f, labels))
+            shape = (len(listing), size, size, 3)
+            staged["arrays"][f"{split}_images"] = dict(
+                file=f"{split}_images.npy", shape=list(shape), dtype=np.dtype(np.uint8).str,
+                rows=chunk_size, crc32=[f"{int(c):08x}" for c in state.crc])
+            staged["arrays"][f"{split}_labels"] = array_record(f"{split}_labels.npy", labels)
             if split == "train":
                 if state.count == 0:
                     raise ValueError(f"{src}: no training image could be decoded; the reasons "
@@ -456,92 +518,60 @@ def prepare(src, out, workers=None, splits=None, size=SIZE, chunk_size=256,
                 mean = (state.sum_image / state.count).astype(np.float32)
                 pixels = state.count * size * size
                 eigvals, eigvecs, cov, mean_rgb = rgb_pca(state.sum_rgb, state.sum_outer, pixels)
-                _atomic_write(out / "mean.npy", lambda f: np.save(f, mean))
-                _atomic_write(out / "pca.npz", lambda f: np.savez(
+                _atomic_write(build / "mean.npy", lambda f: np.save(f, mean))
+                _atomic_write(build / "pca.npz", lambda f: np.savez(
                     f, eigvals=eigvals, eigvecs=eigvecs, cov=cov, mean_rgb=mean_rgb, pixels=pixels))
-                manifest["mean"] = "mean.npy (256x256x3 float32, pixel values 0..255)"
-                manifest["pca"] = dict(file="pca.npz", units="pixel/255 (values in [0, 1])",
-                                       eigvals=eigvals.tolist(), eigvecs=eigvecs.tolist())
+                staged["arrays"]["mean"] = array_record("mean.npy", mean)
+                staged["arrays"]["pca"] = file_record(build / "pca.npz")
+                staged["mean"] = f"mean.npy ({size}x{size}x3 float32, pixel values 0..255)"
+                staged["pca"] = dict(file="pca.npz", units="pixel/255 (values in [0, 1])",
+                                     eigvals=eigvals.tolist(), eigvecs=eigvecs.tolist())
             state.path.unlink()
-        _atomic_write(manifest_path, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+        write_json(build / PROGRESS, staged)
+    return _finish(out, current, keep, staged, splits)
+
+
+def _finish(out, current, keep, staged, splits) -> dict:
+    """The manifest of OUT as it now stands. When every split asked for is complete,
+    the splits built in OUT/.build are moved into place (`cache.commit`); until then
+    OUT is left alone."""
+    build = out / BUILD
+    building = {s: e for s, e in staged["splits"].items()   # asked for, or finished earlier
+                if s not in keep and (s in splits or e.get("complete"))}
+    manifest = {k: v for k, v in staged.items() if k not in ("splits", "arrays")}
+    manifest.update(format="alexnet-ilsvrc-cache", version=CACHE_VERSION,
+                    resize=f"shorter side to {staged['size']} (Pillow bicubic, JPEG draft), "
+                           "central crop",
+                    splits={}, arrays={})
+    for source, chosen in ((current, keep), (staged, building)):
+        names = [n for s in chosen for n in (f"{s}_images", f"{s}_labels")]
+        names += ["mean", "pca"] if "train" in chosen else []
+        manifest["splits"].update(chosen)
+        manifest["arrays"].update({n: source["arrays"][n] for n in names
+                                   if n in source.get("arrays", {})})
+        for key in ("mean", "pca"):
+            if "train" in chosen and key in source:
+                manifest[key] = source[key]
+    if not building:                            # nothing built: the cache stays as it is
+        if staged["splits"]:
+            warnings.warn(f"{build} holds an unfinished rebuild of {sorted(staged['splits'])}; "
+                          "run the command with --rebuild to finish it, or delete the folder",
+                          stacklevel=3)
+        else:
+            shutil.rmtree(build, ignore_errors=True)
+        return manifest
+    if not all(manifest["splits"].get(s, {}).get("complete") for s in splits) or not all(
+            e.get("complete") for e in building.values()):
+        return manifest
+    files = [n for s in building for n in _split_files(s)]
+    files += ["mean.npy", "pca.npz"] if "train" in building else []
+    dropped = [n for s in current.get("splits", {}) if s not in manifest["splits"]
+               for n in _split_files(s)]
+    commit(out, manifest, files, remove=dropped)
     return manifest
 
 
 # --------------------------------------------------------------------------- reading it back
-
-@dataclass
-class CacheSplit:
-    """One split of the cache, ready for the loader.
-
-    images: (N, 256, 256, 3) uint8 (a read-only memmap when opened from disk)
-    labels: (N,) int64, -1 for skipped rows
-    rows:   (M,) int64 the usable rows (label >= 0): the loader draws from these
-    mean:   (256, 256, 3) float32 training mean image, 0..255, or None
-    eigvals (3,), eigvecs (3, 3): RGB PCA of the training pixels in pixel/255 units, or None
-    Pickles as (path, split) when it came from disk, so worker processes map the
-    file themselves instead of receiving a copy.
-    """
-    images: np.ndarray
-    labels: np.ndarray
-    mean: np.ndarray | None = None
-    eigvals: np.ndarray | None = None
-    eigvecs: np.ndarray | None = None
-    wnids: list | None = None
-    words: list | None = None
-    path: str | None = None
-    split: str | None = None
-
-    def __post_init__(self):
-        self.labels = np.asarray(self.labels, np.int64)
-        self.rows = np.flatnonzero(self.labels >= 0)
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __reduce_ex__(self, protocol):
-        if self.path is not None:
-            return open_split, (self.path, self.split)
-        return super().__reduce_ex__(protocol)
-
-
-MANIFEST_SCHEMA = {"format": str, "version": int, "size": int, "wnids": list, "splits": dict}
-
-
-def read_manifest(cache) -> dict:
-    """OUT/manifest.json of a prepared cache, checked: the one place a cache's
-    manifest is read. A missing, damaged or foreign one is a clear error."""
-    from minidl.serialize import check
-    cache = Path(cache)
-    path = cache / "manifest.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{cache}: no manifest.json; build the cache with "
-                                f"`alexnet prepare SRC {cache}`")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeError) as e:
-        raise ValueError(f"{path}: not readable JSON ({e}); the cache is damaged: prepare it "
-                         "again (alexnet prepare SRC OUT --rebuild)") from None
-    check(manifest, MANIFEST_SCHEMA, path)
-    if manifest["format"] != "alexnet-ilsvrc-cache" or manifest["version"] != CACHE_VERSION:
-        raise ValueError(f"{path}: a {manifest['format']!r} version {manifest['version']} "
-                         f"manifest, expected an alexnet-ilsvrc-cache of version {CACHE_VERSION}; "
-                         "prepare the cache again")
-    return manifest
-
-
-def open_split(cache, split="train") -> CacheSplit:
-    """Map one split of a prepared cache (see the module docstring for the files)."""
-    cache = Path(cache)
-    manifest = read_manifest(cache)
-    entry = manifest.get("splits", {}).get(split)
-    if not entry or not entry.get("complete"):
-        raise FileNotFoundError(f"{cache}: split {split!r} is {'incomplete' if entry else 'absent'} "
-                                f"(have: {sorted(manifest.get('splits', {}))}); run prepare again to finish it")
-    mean = np.load(cache / "mean.npy") if (cache / "mean.npy").exists() else None
-    eigvals = eigvecs = None
-    if (cache / "pca.npz").exists():
-        with np.load(cache / "pca.npz") as z:
-            eigvals, eigvecs = z["eigvals"], z["eigvecs"]
-    return CacheSplit(np.load(cache / entry["images"], mmap_mode="r"), np.load(cache / entry["labels"]),
-                      mean, eigvals, eigvecs, manifest.get("wnids"), manifest.get("words"),
-                      str(cache), split)
+# (alexnet/data/cache.py; importable from here, where they used to live)
+__all__ = ["prepare", "load_image", "rgb_pca", "open_split", "read_manifest", "CacheSplit",
+           "CacheError", "verify"]

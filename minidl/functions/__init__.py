@@ -8,6 +8,7 @@ from .math import (add, sub, mul, div, neg, power, exp, log, matmul, sum, mean, 
 from .activation import relu, tanh, sigmoid
 from .linear import linear
 from .conv import conv2d, im2col, col2im
+from .local import locally_connected
 from .pool import max_pool2d, avg_pool2d
 from .lrn import local_response_norm
 from .dropout import dropout
@@ -17,7 +18,7 @@ from .transfer import copy
 __all__ = [
     "add", "sub", "mul", "div", "neg", "power", "exp", "log", "matmul", "sum", "mean",
     "reshape", "flatten", "transpose", "concat", "split", "getitem", "sum_to",
-    "relu", "tanh", "sigmoid", "linear", "conv2d", "im2col", "col2im",
+    "relu", "tanh", "sigmoid", "linear", "conv2d", "im2col", "col2im", "locally_connected",
     "max_pool2d", "avg_pool2d", "local_response_norm", "dropout",
     "check_labels", "softmax", "log_softmax", "softmax_cross_entropy", "copy",
 ]

@@ -31,7 +31,7 @@ from ._numpy_api import forward as _forward
 from ._numpy_api import ufunc, where
 
 __standin__ = True
-__version__ = "13.0.0+standin"
+__version__ = f"{_state.VERSIONS[_state.cupy_major]}+standin"   # MINIDL_STANDIN_CUPY
 
 # dtypes and constants are NumPy's, as in CuPy
 from numpy import (bool_, complex64, complex128, dtype, e, float16, float32,  # noqa: E402, F401

@@ -88,7 +88,7 @@ def _holds_device_arrays(obj) -> bool:
                for x in obj)
 
 
-def asarray(a, dtype=None, order=None, blocking=False):
+def asarray(a, dtype=None, order=None, *, blocking=False):
     """CuPy's `asarray`: a device array with the same dtype is returned as it is, even one of
     another device (moving it takes `cupy.copy` or `a.copy()` under the destination device)."""
     if isinstance(a, ndarray):
@@ -101,7 +101,7 @@ def asarray(a, dtype=None, order=None, blocking=False):
 asanyarray = asarray
 
 
-def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, blocking=False):
+def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
     if ndmin:
         raise NotImplementedError("the CuPy stand-in's cupy.array does not take ndmin")
     if isinstance(obj, ndarray):
@@ -131,7 +131,7 @@ def ascontiguousarray(a, dtype=None):
     return _wrap(r, dev)
 
 
-def asnumpy(a, stream=None, order="C", out=None, blocking=True):
+def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
     """The way out (CuPy's `asnumpy`): a device-to-host transfer and a sync for a device array."""
     if isinstance(a, ndarray):
         host_sync("asnumpy")

@@ -175,6 +175,18 @@ def _index(key, dev: int):
     return key
 
 
+def _as_view_key(key) -> tuple:
+    """A basic index that gives NumPy's view even where every part is an integer (CuPy's
+    `_view_getitem` appends an Ellipsis when there is none; NumPy would give a scalar)."""
+    key = key if type(key) is tuple else (key,)
+    return key if any(k is Ellipsis for k in key) else key + (Ellipsis,)
+
+
+def _address(a: np.ndarray) -> int:
+    """The device address of a NumPy array's first element (CuPy's `data.ptr`)."""
+    return a.__array_interface__["data"][0]
+
+
 def _has_bool_mask(key) -> bool:
     keys = key if type(key) is tuple else (key,)
     return any(isinstance(k, ndarray) and k._a.dtype == np.bool_ for k in keys)
@@ -394,7 +406,7 @@ class ndarray:
 
     @property
     def data(self) -> MemoryPointer:
-        ptr = self._a.__array_interface__["data"][0]
+        ptr = _address(self._a)
         _state.pointers[ptr] = weakref.ref(self, _forget(ptr))   # for `cupy.standin.array_at(ptr)`
         return MemoryPointer(ptr, self._dev, self)
 
@@ -454,7 +466,7 @@ class ndarray:
         if _is_basic(key):              # basic indexing: a view, CuPy launches nothing
             r = self._a[key]
             if not isinstance(r, np.ndarray):   # all integers: CuPy gives a 0-d view, not a scalar
-                r = self._a[(key if type(key) is tuple else (key,)) + (Ellipsis,)]
+                r = self._a[_as_view_key(key)]
             return self._view(r)
         dev = current()                 # advanced indexing: a gather kernel
         if self._dev != dev:
@@ -466,22 +478,55 @@ class ndarray:
         return result(r, dev)
 
     def __setitem__(self, key, value):
+        """What CuPy's `_scatter_op(..., 'update')` launches for `self[key] = value`:
+
+        * an advanced index (integer arrays, lists): one scatter kernel; a boolean
+          mask is also a sync (its True entries are counted on the host first);
+        * a basic index (a view `v`) and a scalar: `v.fill(value)`, a memset for 0
+          on a C-contiguous `v`, else a fill kernel;
+        * a basic index and an array (leading unit dimensions dropped): nothing
+          when it is `v` itself (same memory, shape and strides: the write-back
+          of `x[view] += y`, whose one kernel was the in-place add), a memcpy when
+          it has `v`'s layout and dtype and `v` is C-contiguous, else a copy kernel.
+        """
         refuse_in_fuse("indexing")
-        dev = current()                 # always a kernel (a fill, copy or scatter)
+        dev = current()
         if self._dev != dev:
             raise device_error(self._dev, dev)
         if isinstance(value, ndarray):
             if value._dev != dev:
                 raise device_error(value._dev, dev)
-            value = value._a
         elif isinstance(value, np.ndarray):
             raise host_error("ndarray.__setitem__")
         elif not isinstance(value, _SCALARS):
             # stricter than CuPy, which would upload a list silently
             raise TypeError(f"cupy.ndarray.__setitem__: expected a cupy.ndarray or a scalar, found "
                             f"{type(value).__name__}; upload it with cupy.asarray() first")
-        self._a[key if _is_basic(key) else _index(key, dev)] = value
-        launch(dev)
+        source = value._a if isinstance(value, ndarray) else value
+        if not _is_basic(key):
+            if _has_bool_mask(key):
+                host_sync("boolean_index")
+            self._a[_index(key, dev)] = source
+            launch(dev)
+            return
+        view = self._a[_as_view_key(key)]
+        if not isinstance(value, ndarray):
+            view[...] = value
+            if value == 0 and view.flags.c_contiguous:
+                device_op(dev, "memset")
+            else:
+                launch(dev)
+            return
+        while source.ndim and source.shape[0] == 1:     # CuPy: _squeeze_leading_unit_dims
+            source = source[0]
+        same_layout = source.shape == view.shape and source.strides == view.strides
+        if same_layout and _address(source) == _address(view):
+            return                                      # the same memory: nothing to write
+        view[...] = source
+        if same_layout and view.flags.c_contiguous and source.dtype == view.dtype:
+            device_op(dev, "memcpy")
+        else:
+            launch(dev)
 
     # --- copies and casts ----------------------------------------------------------------
     def copy(self, order="C"):

@@ -31,6 +31,21 @@ def _initial_device_count() -> int:
 
 device_count = _initial_device_count()
 
+# The CuPy release the stand-in follows where CuPy's API changed between major versions:
+# CuPy 14 hands NCCL's unique id over as bytes, CuPy 13 as a tuple of 128 ints (cupy.cuda.nccl).
+VERSIONS = {13: "13.6.0", 14: "14.2.0"}   # the releases whose API the stand-in was checked against
+
+
+def _initial_cupy_major() -> int:
+    text = os.environ.get("MINIDL_STANDIN_CUPY", "14").strip()
+    if text not in ("13", "14"):
+        raise ValueError(f"MINIDL_STANDIN_CUPY: expected the CuPy major version the stand-in "
+                         f"follows, 13 or 14 (the default), found {text!r}")
+    return int(text)
+
+
+cupy_major = _initial_cupy_major()
+
 
 # --- the current device (thread-local, default 0) ------------------------------
 def current() -> int:

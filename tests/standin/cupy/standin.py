@@ -1,4 +1,5 @@
-"""`cupy.standin`: what only the stand-in has (it is not in CuPy): counters and the device count.
+"""`cupy.standin`: what only the stand-in has (it is not in CuPy): counters, the device count
+and the CuPy version it follows.
 
     import cupy
     cupy.standin.reset()
@@ -56,6 +57,13 @@ def set_device_count(n: int) -> int:
         raise ValueError(f"set_device_count: expected 0..{_state.MAX_DEVICES} devices, found {n!r}")
     previous, _state.device_count = _state.device_count, n
     return previous
+
+
+
+def cupy_major() -> int:
+    """The CuPy major version the stand-in follows (13 or 14; `MINIDL_STANDIN_CUPY`, read at
+    import): where the two differ, as `cupy.cuda.nccl`'s unique id, it acts as that release."""
+    return _state.cupy_major
 
 
 # --- for stand-ins of libraries that take raw device pointers (cupy.cuda.nccl) ------------

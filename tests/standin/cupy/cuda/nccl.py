@@ -21,17 +21,31 @@ it to, and stricter where unsure:
                    cupy.cuda.get_current_stream().ptr)
     comm.bcast(x.data.ptr, x.size, nccl.NCCL_FLOAT32, 0, stream.ptr)
 
+The unique id takes the form of the CuPy release the stand-in follows
+(`MINIDL_STANDIN_CUPY`, `cupy.standin.cupy_major()`), and `NcclCommunicator`
+refuses the other form as that release's compiled signature does:
+
+* CuPy 14: `get_unique_id()` gives `bytes` (128); `NcclCommunicator(int ndev,
+  bytes commId, int rank, NcclConfig config=None)` raises TypeError for any
+  other type and ValueError ("commId length 1 != 128.") for another length;
+* CuPy 13: `get_unique_id()` gives a tuple of 128 ints, NCCL's C chars (signed
+  on x86-64, which the stand-in follows: -128..127; unsigned on aarch64);
+  `NcclCommunicator(int ndev, tuple commId, int rank)` raises TypeError for
+  any other type, AssertionError for another length and OverflowError for an
+  int a char cannot hold.
+
 A pointer is traced back to its array by the stand-in's hooks for library
 stand-ins (`cupy.standin.array_at`, `host_view`, `launch`; real NCCL asks the
 CUDA driver, cudaPointerGetAttributes).
 """
 from __future__ import annotations
 
+import operator
 import os
 
 import numpy as np
 
-from .. import standin
+from .. import _state, standin
 from .._ndarray import device_error
 from . import get_current_stream, get_device_id
 
@@ -42,6 +56,8 @@ NCCL_SUM, NCCL_PROD, NCCL_MAX, NCCL_MIN = 0, 1, 2, 3
 _DTYPES = {NCCL_INT8: np.int8, NCCL_INT32: np.int32, NCCL_INT64: np.int64,
            NCCL_FLOAT16: np.float16, NCCL_FLOAT32: np.float32, NCCL_FLOAT64: np.float64}
 _UNIQUE_ID_BYTES = 128   # NCCL_UNIQUE_ID_BYTES
+
+available = True         # CuPy: False when the NCCL library could not be loaded
 
 
 class NcclError(RuntimeError):
@@ -72,9 +88,36 @@ def _buffer(ptr, count, datatype, where) -> np.ndarray:
     return flat[:size].view(_DTYPES[datatype])
 
 
-def get_unique_id() -> tuple:
-    """A fresh id (128 signed bytes, as CuPy gives it) that names one communicator."""
-    return tuple(int(b) for b in np.frombuffer(os.urandom(_UNIQUE_ID_BYTES), np.int8))
+def get_unique_id():
+    """A fresh id that names one communicator: 128 bytes (CuPy 14), or a tuple of their 128
+    C chars as ints, -128..127 (CuPy 13 on x86-64)."""
+    raw = os.urandom(_UNIQUE_ID_BYTES)
+    if _state.cupy_major >= 14:
+        return raw
+    return tuple(np.frombuffer(raw, np.int8).tolist())
+
+
+def _unique_id(commId) -> bytes:
+    """The 128 bytes of `commId`, refused as the compiled `NcclCommunicator.__init__` of the
+    CuPy release the stand-in follows refuses it."""
+    want = bytes if _state.cupy_major >= 14 else tuple
+    if type(commId) is not want:     # Cython's check of a typed argument
+        raise TypeError(f"Argument 'commId' has incorrect type (expected {want.__name__}, got "
+                        f"{type(commId).__name__}) (CuPy {_state.cupy_major}: "
+                        f"get_unique_id() gives the {want.__name__} it takes)")
+    if want is bytes:
+        if len(commId) != _UNIQUE_ID_BYTES:
+            raise ValueError(f"commId length {len(commId)} != {_UNIQUE_ID_BYTES}.")
+        return commId
+    if len(commId) != _UNIQUE_ID_BYTES:   # CuPy 13: a bare `assert len(commId) == 128`
+        raise AssertionError(f"NcclCommunicator: commId must hold {_UNIQUE_ID_BYTES} ints, "
+                             f"found {len(commId)}")
+    chars = [operator.index(v) for v in commId]    # Cython's conversion of each int to a char
+    for v in chars:
+        if not -128 <= v <= 127:
+            raise OverflowError(f"value too large to convert to char ({v}; CuPy 13 on x86-64 "
+                                "takes NCCL's chars as -128..127)")
+    return bytes(v & 0xFF for v in chars)
 
 
 def get_version() -> int:
@@ -87,6 +130,7 @@ class NcclCommunicator:
     whole MPI job (COMM_WORLD), so `ndev` must be its size and `rank` this MPI rank."""
 
     def __init__(self, ndev, commId, rank):
+        uid = np.frombuffer(_unique_id(commId), np.uint8)    # before NCCL is called, as CuPy
         from mpi4py import MPI
         self._MPI = MPI
         world = MPI.COMM_WORLD
@@ -94,11 +138,7 @@ class NcclCommunicator:
             raise NcclError(f"NcclCommunicator({ndev}, id, {rank}): the stand-in links the whole "
                             f"MPI job ({world.Get_size()} ranks, this one {world.Get_rank()}); "
                             "ncclInvalidArgument")
-        uid = np.asarray(commId, np.int64)
-        if uid.shape != (_UNIQUE_ID_BYTES,):
-            raise NcclError(f"NcclCommunicator: commId must hold {_UNIQUE_ID_BYTES} bytes, found "
-                            f"{uid.shape} (get_unique_id() on one rank, sent to the others)")
-        ids = np.empty((world.Get_size(), _UNIQUE_ID_BYTES), np.int64)
+        ids = np.empty((world.Get_size(), _UNIQUE_ID_BYTES), np.uint8)
         world.Allgather(uid, ids)
         if not (ids == ids[0]).all():
             raise NcclError("NcclCommunicator: the ranks were given different unique ids "

@@ -60,8 +60,8 @@ def deviceSynchronize() -> None:
     _state.host_sync("synchronize", d2h=False)
 
 
-def getDeviceProperties(dev: int) -> dict:
-    check_device(dev)
+def getDeviceProperties(device: int) -> dict:
+    check_device(device)
     return {"name": b"CuPy stand-in (CPU)", "totalGlobalMem": 16 << 30, "multiProcessorCount": 1,
             "major": 8, "minor": 0, "clockRate": 1_000_000}
 
