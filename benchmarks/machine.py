@@ -67,11 +67,30 @@ def command(argv=None):
     return shlex.join(argv)
 
 
+def blas():
+    """The BLAS NumPy runs and the kernels it picked, e.g. 'OpenBLAS 0.3.31, SkylakeX
+    kernels' (OPENBLAS_CORETYPE can force narrower ones than the CPU has); None
+    when threadpoolctl cannot tell."""
+    try:
+        import numpy  # noqa: F401,PLC0415  (loads the BLAS)
+        from threadpoolctl import threadpool_info  # noqa: PLC0415
+    except ImportError:
+        return None
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            name = {"openblas": "OpenBLAS", "mkl": "MKL"}.get(lib.get("internal_api"),
+                                                             lib.get("internal_api"))
+            kernels = f", {lib['architecture']} kernels" if lib.get("architecture") else ""
+            return f"{name} {lib.get('version')}{kernels}"
+    return None
+
+
 def machine(argv=None):
     """The machine and command of a measurement, as a JSON-ready dict."""
     return {
         "command": command(argv),
         "cpu": cpu_model(),
+        "blas": blas(),
         "cores": os.cpu_count(),
         "usable_cores": usable_cores(),
         "os": platform.system(),

@@ -51,7 +51,7 @@ To add or refresh a measurement, run the command shown, then
 """
 
 MACHINE_FIELDS = [("cpu", "CPU"), ("machine", "arch"), ("cores", "cores"), ("cpus", "cores"),
-                  ("usable_cores", "usable"),
+                  ("usable_cores", "usable"), ("blas", "BLAS"),
                   ("python", "Python"), ("numpy", "NumPy"), ("numba", "numba"),
                   ("torch", "PyTorch"), ("cupy", "CuPy")]
 

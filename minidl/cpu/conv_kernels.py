@@ -153,12 +153,12 @@ def conv_rows(xp, Wm, b, y, KH, KW, stride, groups, r0, r1, block_bytes):
         for g in range(groups):
             for i in range(min(R, r1 - rb)):
                 oh, n = (rb + i) // N, (rb + i) % N
-                for w in range(Wp):      # U[i][w, kh, :] = xp[n, oh*s + kh, w, group g's channels]
-                    for kh in range(KH):
-                        src = xp[n, oh * stride + kh, w, g * Cg:(g + 1) * Cg]
-                        dst = U[i, (w * KH + kh) * Cg:(w * KH + kh + 1) * Cg]
+                Ui = U[i, :Wp * step].reshape(Wp, KH, Cg)
+                for kh in range(KH):     # Ui[w, kh, :] = xp[n, oh*s + kh, w, group g's channels]
+                    src = xp[n, oh * stride + kh]
+                    for w in range(Wp):
                         for c in range(Cg):
-                            dst[c] = src[c]
+                            Ui[w, kh, c] = src[w, g * Cg + c]
             for o in range(0, Og4, 4):
                 w0, w1, w2, w3 = Wm[g, o], Wm[g, o + 1], Wm[g, o + 2], Wm[g, o + 3]
                 for i in range(min(R, r1 - rb)):
