@@ -499,9 +499,10 @@ def share_cores(ranks_here):
 
     Both matter: a rank with one minidl thread lets the BLAS have all its threads
     back (minidl.cpu.parallel), and OpenBLAS's threads spin after every call; two
-    ranks on two cores then ran 4 spinning BLAS threads and were 4.5x slower than
-    one process (benchmarks/bench_ranks.py). MINIDL_NUM_THREADS, and the BLAS's own
-    variables (BLAS_VARIABLES), still win when the user sets them."""
+    ranks on two cores then ran 4 spinning BLAS threads and trained the tiny net at
+    0.22x the speed of one process (now about 1.1x: benchmarks/bench_ranks.py).
+    MINIDL_NUM_THREADS, and the BLAS's own variables (BLAS_VARIABLES), still win
+    when the user sets them."""
     from minidl.cpu.parallel import available_cores
     share = max(1, available_cores() // max(1, ranks_here))
     if not any(v in os.environ for v in BLAS_VARIABLES):
